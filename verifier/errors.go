@@ -21,6 +21,9 @@ var (
 	// ErrMisconfigured: Stytch rejected our own credentials, or the verifier
 	// is configured wrongly. HTTP 500.
 	ErrMisconfigured = errors.New("verifier: authentication service misconfigured")
+	// ErrForbidden: Stytch refused an authorization check that was part of
+	// the call (403 session_authorization_error, …_tenancy_error). HTTP 403.
+	ErrForbidden = errors.New("verifier: not authorized")
 )
 
 // APIError is an error answer (or a failed call) from the Stytch API. It

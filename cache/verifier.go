@@ -1,0 +1,385 @@
+package cache
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+	"unsafe"
+
+	"github.com/dgraph-io/ristretto/v2"
+	"golang.org/x/sync/singleflight"
+
+	"github.com/ayzauth/ayzauth/verifier"
+)
+
+// Defaults of VerifierConfig.
+const (
+	DefaultTTL           = 5 * time.Minute
+	DefaultNegativeTTL   = 10 * time.Second
+	DefaultFlightTimeout = 15 * time.Second
+	DefaultMemoEntries   = 100_000
+	// tombstoneFloor: a revocation's tombstone outlives any JWT issued
+	// before it (Stytch JWTs live 5 minutes), so a revoked JWT is refused
+	// by every instance sharing the store for its whole life.
+	tombstoneFloor = 6 * time.Minute
+	maxNegEntries  = 50_000
+)
+
+// VerifierConfig configures a caching Verifier.
+type VerifierConfig struct {
+	// Store holds verified sessions (required).
+	Store Store
+	// Secret keys the token hash and authenticates cached values (required;
+	// use the Stytch secret). Namespace separates projects sharing a store
+	// (use the project ID).
+	Secret    []byte
+	Namespace string
+	// TTL bounds how long a verified session is cached (default DefaultTTL);
+	// an entry never outlives the session's own expiry either.
+	TTL time.Duration
+	// NegativeTTL is how long a rejected token is remembered in process, so
+	// that repeating it costs no upstream call (default DefaultNegativeTTL;
+	// negative disables). Outages are never remembered.
+	NegativeTTL time.Duration
+	// FlightTimeout bounds one upstream verification shared by concurrent
+	// requests for the same token (default DefaultFlightTimeout). Each
+	// request still stops waiting when its own context ends.
+	FlightTimeout time.Duration
+	// MemoEntries bounds the in-process table of decoded sessions that lets
+	// a cache hit skip decoding (default DefaultMemoEntries).
+	MemoEntries int
+	// Logger receives cache problems (tampered values, store errors).
+	Logger *slog.Logger
+	// Now is the clock (default time.Now).
+	Now func() time.Time
+}
+
+// Verifier is a verifier.Verifier that caches what another Verifier
+// verified:
+//
+//   - the cache key is a keyed hash (HMAC-SHA256) of the token, namespaced
+//     by project, so no raw token reaches the store;
+//   - values are authenticated with a key derived from the secret: a value
+//     that fails the check is a miss (and is logged), so write access to a
+//     shared store cannot mint a session;
+//   - an entry lives min(TTL, session expiry - now), and expiry is checked
+//     again on every read;
+//   - concurrent misses for one token make one upstream call;
+//   - rejected tokens are remembered briefly in process; outages never are;
+//   - Revoke revokes upstream and writes a tombstone, so a fill already in
+//     flight cannot bring the session back and every instance sharing the
+//     store refuses the token;
+//   - a cache hit decodes nothing: decoded sessions are kept in process,
+//     keyed by the value's authentication tag.
+type Verifier struct {
+	inner verifier.Verifier
+	store Store
+	keys  *keys
+	cfg   VerifierConfig
+	now   func() time.Time
+	log   *slog.Logger
+
+	memo    *ristretto.Cache[string, *memoEntry]
+	flights singleflight.Group
+
+	tombMu    sync.RWMutex
+	tombs     map[[32]byte]int64 // token hash -> expiry (unix ms)
+	tombCount atomic.Int64
+
+	negMu sync.RWMutex
+	neg   map[[32]byte]int64
+
+	closed atomic.Bool
+}
+
+type memoEntry struct {
+	key       string
+	tag       [32]byte
+	expMillis int64
+	sess      *verifier.Session
+}
+
+// NewVerifier returns a caching Verifier in front of inner.
+func NewVerifier(inner verifier.Verifier, cfg VerifierConfig) (*Verifier, error) {
+	if inner == nil {
+		return nil, errors.New("cache: NewVerifier needs an inner verifier")
+	}
+	if cfg.Store == nil {
+		return nil, errors.New("cache: NewVerifier needs a Store")
+	}
+	if len(cfg.Secret) == 0 {
+		return nil, errors.New("cache: NewVerifier needs a secret")
+	}
+	if cfg.TTL <= 0 {
+		cfg.TTL = DefaultTTL
+	}
+	if cfg.NegativeTTL == 0 {
+		cfg.NegativeTTL = DefaultNegativeTTL
+	}
+	if cfg.FlightTimeout <= 0 {
+		cfg.FlightTimeout = DefaultFlightTimeout
+	}
+	if cfg.MemoEntries <= 0 {
+		cfg.MemoEntries = DefaultMemoEntries
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	now := cfg.Now
+	if now == nil {
+		now = time.Now
+	}
+	memo, err := ristretto.NewCache(&ristretto.Config[string, *memoEntry]{
+		NumCounters:            int64(cfg.MemoEntries) * 10,
+		MaxCost:                int64(cfg.MemoEntries),
+		BufferItems:            64,
+		IgnoreInternalCost:     true,
+		TtlTickerDurationInSec: 1,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("cache: memo: %w", err)
+	}
+	return &Verifier{
+		inner: inner,
+		store: cfg.Store,
+		keys:  newKeys(cfg.Secret, cfg.Namespace),
+		cfg:   cfg,
+		now:   now,
+		log:   cfg.Logger,
+		memo:  memo,
+		tombs: map[[32]byte]int64{},
+		neg:   map[[32]byte]int64{},
+	}, nil
+}
+
+// Verify implements verifier.Verifier.
+func (v *Verifier) Verify(ctx context.Context, token string) (*verifier.Session, error) {
+	h := v.keys.tokenHash(token)
+	nowMs := v.now().UnixMilli()
+	if v.tombCount.Load() > 0 && v.isTombstoned(&h, nowMs) {
+		return nil, errRevoked
+	}
+	hk := unsafe.String(&h[0], len(h))
+	m, _ := v.memo.Get(hk)
+	var key string
+	if m != nil {
+		key = m.key
+	} else {
+		key = storeKey(&h)
+	}
+	val, err := v.store.Get(ctx, key)
+	if err == nil {
+		if hd, ok := parseHeader(val); ok && m != nil && hd.tag == m.tag && hd.expMillis == m.expMillis {
+			if nowMs < m.expMillis && nowMs < m.sess.ExpiresAt.UnixMilli() {
+				return m.sess, nil // the hot path: nothing decoded, nothing allocated
+			}
+		} else if s, herr := v.readValue(key, &h, val, nowMs); herr == nil {
+			return s, nil
+		} else if errors.Is(herr, errRevoked) {
+			return nil, herr
+		}
+	} else if !errors.Is(err, ErrNotFound) {
+		v.log.Debug("cache: get failed; verifying upstream", "error", err)
+	}
+	return v.miss(ctx, token, key, &h)
+}
+
+// readValue authenticates and decodes a stored value, filling the memo.
+func (v *Verifier) readValue(key string, h *[32]byte, val []byte, nowMs int64) (*verifier.Session, error) {
+	hd, s, err := v.keys.decode(key, val)
+	if err != nil {
+		v.log.Warn("cache: stored value failed authentication; ignored", "key", key)
+		return nil, err
+	}
+	if s == nil {
+		if nowMs < hd.expMillis {
+			return nil, errRevoked
+		}
+		return nil, ErrNotFound
+	}
+	if nowMs >= hd.expMillis || s.ExpiresAt.UnixMilli() <= nowMs {
+		return nil, ErrNotFound
+	}
+	v.memoize(key, h, hd, s)
+	return s, nil
+}
+
+func (v *Verifier) memoize(key string, h *[32]byte, hd header, s *verifier.Session) {
+	ttl := time.Duration(hd.expMillis-v.now().UnixMilli()) * time.Millisecond
+	if ttl <= 0 || v.closed.Load() {
+		return // ristretto would keep a ttl of 0 forever
+	}
+	v.memo.SetWithTTL(string(h[:]), &memoEntry{key: key, tag: hd.tag, expMillis: hd.expMillis, sess: s}, 1, ttl)
+}
+
+// errRevoked is returned for tombstoned tokens.
+var errRevoked = &verifier.TokenError{Kind: verifier.ErrInvalidSession, Reason: "session revoked"}
+
+// errRejected is returned for tokens in the negative cache.
+var errRejected = &verifier.TokenError{Kind: verifier.ErrInvalidSession, Reason: "token recently rejected"}
+
+type flightResult struct {
+	sess *verifier.Session
+}
+
+// miss verifies upstream, once per token at a time, and fills the cache.
+func (v *Verifier) miss(ctx context.Context, token, key string, h *[32]byte) (*verifier.Session, error) {
+	if v.isRejected(h) {
+		return nil, errRejected
+	}
+	ch := v.flights.DoChan(key, func() (any, error) {
+		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), v.cfg.FlightTimeout)
+		defer cancel()
+		started := v.now().UnixMilli()
+		s, err := v.inner.Verify(fctx, token)
+		if err != nil {
+			if errors.Is(err, verifier.ErrInvalidSession) || errors.Is(err, verifier.ErrMalformedToken) {
+				v.reject(h)
+			}
+			return nil, err
+		}
+		if v.tombstonedSince(h, started) {
+			return nil, errRevoked // revoked while we were asking
+		}
+		v.fill(fctx, key, h, s)
+		return flightResult{sess: s}, nil
+	})
+	select {
+	case <-ctx.Done():
+		return nil, &verifier.APIError{Kind: verifier.ErrUnavailable, Endpoint: "verify", Err: ctx.Err()}
+	case r := <-ch:
+		if r.Err != nil {
+			return nil, r.Err
+		}
+		return r.Val.(flightResult).sess, nil
+	}
+}
+
+// fill stores a verified session for min(TTL, expiry - now).
+func (v *Verifier) fill(ctx context.Context, key string, h *[32]byte, s *verifier.Session) {
+	now := v.now()
+	exp := now.Add(v.cfg.TTL)
+	if s.ExpiresAt.Before(exp) {
+		exp = s.ExpiresAt
+	}
+	ttl := exp.Sub(now)
+	if ttl < time.Millisecond {
+		return
+	}
+	stored := *s
+	stored.SessionJWT = "" // never cached
+	val, err := v.keys.encode(key, &stored, exp.UnixMilli())
+	if err != nil {
+		v.log.Warn("cache: encode failed", "error", err)
+		return
+	}
+	if a, ok := v.store.(Adder); ok {
+		// Fill only if absent: a tombstone written meanwhile wins.
+		_, err = a.Add(ctx, key, val, ttl)
+	} else {
+		err = v.store.Set(ctx, key, val, ttl)
+	}
+	if err != nil {
+		v.log.Debug("cache: fill failed", "error", err)
+		return
+	}
+	hd, _ := parseHeader(val)
+	v.memoize(key, h, hd, &stored)
+}
+
+// Revoke revokes the token's session upstream (the inner verifier must
+// implement verifier.Revoker) and writes a tombstone under the token's key,
+// so that every instance sharing the store refuses the token and a fill in
+// flight cannot bring it back. The tombstone is written even when the
+// upstream call fails; the upstream error is returned.
+func (v *Verifier) Revoke(ctx context.Context, token string) error {
+	r, ok := v.inner.(verifier.Revoker)
+	if !ok {
+		return fmt.Errorf("%w: inner verifier cannot revoke", verifier.ErrMisconfigured)
+	}
+	if _, err := verifier.Classify(token); err != nil {
+		return err
+	}
+	h := v.keys.tokenHash(token)
+	key := storeKey(&h)
+	ttl := max(v.cfg.TTL, tombstoneFloor) + v.cfg.FlightTimeout
+	exp := v.now().Add(ttl)
+	v.tombstone(&h, exp.UnixMilli())
+	v.memo.Del(string(h[:]))
+	upErr := r.Revoke(ctx, token)
+	if val, err := v.keys.encode(key, nil, exp.UnixMilli()); err == nil {
+		if err := v.store.Set(ctx, key, val, ttl); err != nil {
+			v.log.Warn("cache: tombstone write failed; other instances may serve the session until its cache entry expires", "error", err)
+		}
+	}
+	return upErr
+}
+
+// tombstone remembers in process that the token was revoked: it closes the
+// window in which a store may still return the old value (e.g. Redis
+// client-side caching right after our own write) and stops fills in flight.
+func (v *Verifier) tombstone(h *[32]byte, expMillis int64) {
+	v.tombMu.Lock()
+	defer v.tombMu.Unlock()
+	nowMs := v.now().UnixMilli()
+	for k, e := range v.tombs {
+		if e <= nowMs {
+			delete(v.tombs, k)
+		}
+	}
+	v.tombs[*h] = expMillis
+	v.tombCount.Store(int64(len(v.tombs)))
+}
+
+func (v *Verifier) isTombstoned(h *[32]byte, nowMs int64) bool {
+	v.tombMu.RLock()
+	e, ok := v.tombs[*h]
+	v.tombMu.RUnlock()
+	return ok && nowMs < e
+}
+
+// tombstonedSince reports whether the token was revoked after startedMs.
+func (v *Verifier) tombstonedSince(h *[32]byte, startedMs int64) bool {
+	return v.tombCount.Load() > 0 && v.isTombstoned(h, startedMs)
+}
+
+func (v *Verifier) reject(h *[32]byte) {
+	if v.cfg.NegativeTTL < 0 {
+		return
+	}
+	nowMs := v.now().UnixMilli()
+	v.negMu.Lock()
+	defer v.negMu.Unlock()
+	if len(v.neg) >= maxNegEntries {
+		for k, e := range v.neg {
+			if e <= nowMs {
+				delete(v.neg, k)
+			}
+		}
+		if len(v.neg) >= maxNegEntries {
+			return
+		}
+	}
+	v.neg[*h] = nowMs + v.cfg.NegativeTTL.Milliseconds()
+}
+
+func (v *Verifier) isRejected(h *[32]byte) bool {
+	v.negMu.RLock()
+	e, ok := v.neg[*h]
+	v.negMu.RUnlock()
+	return ok && v.now().UnixMilli() < e
+}
+
+// Close releases the in-process memo. It does not close the store or the
+// inner verifier, which the caller owns. Call it after the HTTP server has
+// stopped.
+func (v *Verifier) Close() error {
+	if v.closed.CompareAndSwap(false, true) {
+		v.memo.Close()
+	}
+	return nil
+}
