@@ -1,0 +1,263 @@
+package echostytch
+
+import (
+	"errors"
+	"log/slog"
+	"net/http"
+	"strings"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/ayzauth/ayzauth/verifier"
+)
+
+// state is a configured middleware instance.
+type state struct {
+	cfg          Config
+	headers      headers
+	errorHandler func(c echo.Context, err error) error
+}
+
+const bearerPrefix = "Bearer "
+
+// Where a token came from.
+type source uint8
+
+const (
+	sourceNone source = iota
+	sourceHeader
+	sourceCookieJWT
+	sourceCookieToken
+)
+
+func (s source) String() string {
+	switch s {
+	case sourceHeader:
+		return "authorization_header"
+	case sourceCookieJWT, sourceCookieToken:
+		return "cookie"
+	}
+	return "none"
+}
+
+func (st *state) logger() *slog.Logger {
+	if st.cfg.Logger != nil {
+		return st.cfg.Logger
+	}
+	return slog.Default()
+}
+
+func (st *state) middleware(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		if st.cfg.Skipper != nil && st.cfg.Skipper(c) {
+			return next(c)
+		}
+		if st.cfg.BeforeFunc != nil {
+			st.cfg.BeforeFunc(c)
+		}
+		req := c.Request()
+		token, src, e := st.extract(req)
+		if e != nil {
+			return st.fail(c, next, e, src, token)
+		}
+		s, err := st.cfg.Verifier.Verify(req.Context(), token)
+		if err != nil || s == nil {
+			return st.fail(c, next, verifyError(err), src, token)
+		}
+		c.SetRequest(withSession(req, s, st))
+		if st.cfg.ContextKey != "" {
+			c.Set(st.cfg.ContextKey, s)
+		}
+		if l := st.logger(); l.Enabled(req.Context(), slog.LevelDebug) {
+			st.logSuccess(l, c, s, src, token)
+		}
+		if st.cfg.SuccessHandler != nil {
+			st.cfg.SuccessHandler(c, s)
+		}
+		return next(c)
+	}
+}
+
+// fail answers a failed authentication, or continues anonymously under
+// Optional.
+func (st *state) fail(c echo.Context, next echo.HandlerFunc, e *Error, src source, token string) error {
+	degraded := e.Status >= 500
+	if stats := st.cfg.Stats; stats != nil {
+		switch {
+		case st.cfg.Optional && degraded:
+			stats.Degraded.Add(1)
+		case st.cfg.Optional:
+		case e.Status == http.StatusServiceUnavailable:
+			stats.Unavailable.Add(1)
+		case degraded:
+			stats.Errors.Add(1)
+		default:
+			stats.Unauthorized.Add(1)
+		}
+	}
+	st.logFailure(c, e, src, token)
+	if st.cfg.Optional {
+		// Anonymous, but keep the middleware on the context so that
+		// requirements downstream answer through its ErrorHandler.
+		c.SetRequest(withSession(c.Request(), nil, st))
+		return next(c)
+	}
+	return st.errorHandler(c, e)
+}
+
+func (st *state) logSuccess(l *slog.Logger, c echo.Context, s *verifier.Session, src source, token string) {
+	attrs := make([]slog.Attr, 0, 8)
+	attrs = append(attrs,
+		slog.String("token_fp", TokenFingerprint(token)),
+		slog.String("source", src.String()),
+		slog.String("route", c.Path()))
+	if st.cfg.LogSensitiveData {
+		attrs = append(attrs,
+			slog.String("member_id", s.MemberID),
+			slog.String("member_email", s.MemberEmail),
+			slog.String("organization_id", s.OrganizationID),
+			slog.String("session_id", s.SessionID))
+	}
+	l.LogAttrs(c.Request().Context(), slog.LevelDebug, "echostytch: session verified", attrs...)
+}
+
+func (st *state) logFailure(c echo.Context, e *Error, src source, token string) {
+	level := slog.LevelDebug
+	switch {
+	case errors.Is(e, ErrServiceUnavailable):
+		level = slog.LevelWarn
+		if c.Request().Context().Err() != nil {
+			level = slog.LevelDebug // the client went away: not an outage
+		}
+	case e.Status >= 500:
+		level = slog.LevelError
+	}
+	l := st.logger()
+	ctx := c.Request().Context()
+	if !l.Enabled(ctx, level) {
+		return
+	}
+	msg := "echostytch: authentication failed"
+	if st.cfg.Optional {
+		msg = "echostytch: continuing anonymously"
+	}
+	attrs := make([]slog.Attr, 0, 8)
+	attrs = append(attrs,
+		slog.Int("status", e.Status),
+		slog.String("type", e.Type),
+		slog.String("reason", e.Message),
+		slog.String("source", src.String()),
+		slog.String("route", c.Path()))
+	if token != "" {
+		attrs = append(attrs, slog.String("token_fp", TokenFingerprint(token)))
+	}
+	if e.Err != nil && e.Status >= 500 {
+		// Verifier errors never contain tokens (verifier's contract).
+		attrs = append(attrs, slog.String("error", e.Err.Error()))
+	}
+	l.LogAttrs(ctx, level, msg, attrs...)
+}
+
+// extract finds the token: Authorization header, else the JWT cookie, else
+// the session-token cookie, and checks its shape with verifier.Classify. It
+// returns an *Error (missing or malformed) when there is no usable token;
+// the token is then returned only if it was found (for its fingerprint).
+func (st *state) extract(r *http.Request) (string, source, *Error) {
+	if vals := r.Header[echo.HeaderAuthorization]; len(vals) > 0 {
+		if len(vals) > 1 {
+			return "", sourceHeader, malformedError("multiple Authorization headers are not allowed", nil)
+		}
+		v := vals[0]
+		// Fast path for the common exact form "Bearer <token>": a token
+		// that passes verifier.Classify has no spaces, control or
+		// non-ASCII characters, so the full parse would find the same.
+		if len(v) > len(bearerPrefix) && len(v) <= st.cfg.MaxHeaderLength && v[:len(bearerPrefix)] == bearerPrefix {
+			if _, err := verifier.Classify(v[len(bearerPrefix):]); err == nil {
+				return v[len(bearerPrefix):], sourceHeader, nil
+			}
+		}
+		token, reason := parseAuthorization(v, st.cfg.MaxHeaderLength)
+		if reason != "" {
+			return "", sourceHeader, malformedError(reason, nil)
+		}
+		return classified(token, sourceHeader)
+	}
+	if st.cfg.NoCookies {
+		return "", sourceNone, missingTokenError()
+	}
+	if cookies := r.Header[echo.HeaderCookie]; len(cookies) > 0 {
+		if v := cookieValue(cookies, st.cfg.CookieJWT); v != "" {
+			return classified(v, sourceCookieJWT)
+		}
+		if v := cookieValue(cookies, st.cfg.CookieToken); v != "" {
+			return classified(v, sourceCookieToken)
+		}
+	}
+	return "", sourceNone, missingTokenError()
+}
+
+func classified(token string, src source) (string, source, *Error) {
+	if _, err := verifier.Classify(token); err != nil {
+		return token, src, verifyError(err)
+	}
+	return token, src, nil
+}
+
+// parseAuthorization extracts the token of a "Bearer <token>" header value.
+// The scheme is case-insensitive; spaces around the value and between the
+// scheme and the token are tolerated; control characters (including tab)
+// and non-ASCII bytes are rejected. The token's own shape is checked later
+// by verifier.Classify.
+func parseAuthorization(v string, maxLen int) (token, reason string) {
+	if len(v) > maxLen {
+		return "", "Authorization header is too long"
+	}
+	for i := 0; i < len(v); i++ {
+		c := v[i]
+		if c < ' ' || c == 0x7f {
+			return "", "Authorization header contains control characters"
+		}
+		if c >= 0x80 {
+			return "", "Authorization header contains non-ASCII characters"
+		}
+	}
+	v = strings.Trim(v, " ")
+	if v == "" {
+		return "", "Authorization header is empty"
+	}
+	scheme, rest, _ := strings.Cut(v, " ")
+	if !strings.EqualFold(scheme, "Bearer") {
+		return "", "Authorization header must use the Bearer scheme: 'Bearer <token>'"
+	}
+	token = strings.TrimLeft(rest, " ")
+	if token == "" {
+		return "", "Authorization header has no token after 'Bearer'"
+	}
+	return token, ""
+}
+
+// cookieValue returns the value of the first cookie called name in the
+// Cookie header values, without allocating (net/http's parser builds every
+// cookie of the header). Surrounding double quotes are removed; an empty
+// value counts as absent.
+func cookieValue(headers []string, name string) string {
+	for _, line := range headers {
+		for line != "" {
+			var part string
+			part, line, _ = strings.Cut(line, ";")
+			part = strings.Trim(part, " \t")
+			k, v, ok := strings.Cut(part, "=")
+			if !ok || strings.TrimRight(k, " \t") != name {
+				continue
+			}
+			v = strings.Trim(v, " \t")
+			if len(v) >= 2 && v[0] == '"' && v[len(v)-1] == '"' {
+				v = v[1 : len(v)-1]
+			}
+			if v != "" {
+				return v
+			}
+		}
+	}
+	return ""
+}

@@ -1,0 +1,112 @@
+package echostytch
+
+import (
+	"log/slog"
+	"slices"
+
+	"github.com/labstack/echo/v4"
+)
+
+// Requirements are what a route demands of the verified session, beyond
+// being authenticated. Empty lists are not checked.
+type Requirements struct {
+	// Claims must be top-level keys of the session's custom claims. A
+	// claim is present whatever its value, false included.
+	Claims []string
+	// Roles must all be among the session's roles.
+	Roles []string
+	// Factors must all be satisfied by the session's authentication
+	// factors, matched by type or delivery method (see
+	// verifier.Session.HasFactor); "mfa" is satisfied by an otp, totp or
+	// recovery_codes factor.
+	Factors []string
+}
+
+// Require returns route middleware, to run after the middleware returned by
+// New, that checks the session against r. It is the Go form of the Python
+// original's create_auth_dependency.
+//
+// Checks run in this order, and the first failure answers: a session must be
+// present (else 401, as if no token had been sent: the request was skipped
+// or is anonymous under Optional), then claims (403
+// insufficient_permissions, "Missing required claims: [a, b]"), then roles
+// (403 insufficient_permissions, "Missing required roles: [...]"), then
+// factors (403 insufficient_authentication, "Missing required
+// authentication factors: [...]"). Lists of several names are written
+// "[a, b]", in the order required.
+//
+// Failures go through the ErrorHandler of the middleware that handled the
+// request (it travels on the request's context), or WriteError with the
+// default realm when no middleware ran.
+func Require(r Requirements) echo.MiddlewareFunc {
+	claims := slices.Clone(r.Claims)
+	roles := slices.Clone(r.Roles)
+	factors := slices.Clone(r.Factors)
+	return func(next echo.HandlerFunc) echo.HandlerFunc {
+		return func(c echo.Context) error {
+			sc := lookup(c.Request().Context())
+			if sc == nil || sc.session == nil {
+				return requirementFailed(c, sc, missingTokenError())
+			}
+			s := sc.session
+			if missing := s.MissingClaims(claims...); len(missing) > 0 {
+				return requirementFailed(c, sc, claimsError(missing))
+			}
+			if missing := missingRoles(s.Roles, roles); len(missing) > 0 {
+				return requirementFailed(c, sc, rolesError(missing))
+			}
+			if missing := s.MissingFactors(factors...); len(missing) > 0 {
+				return requirementFailed(c, sc, factorsError(missing))
+			}
+			return next(c)
+		}
+	}
+}
+
+// RequireClaims is Require(Requirements{Claims: claims}).
+func RequireClaims(claims ...string) echo.MiddlewareFunc {
+	return Require(Requirements{Claims: claims})
+}
+
+// RequireFactors is Require(Requirements{Factors: factors}).
+func RequireFactors(factors ...string) echo.MiddlewareFunc {
+	return Require(Requirements{Factors: factors})
+}
+
+// RequireRoles is Require(Requirements{Roles: roles}).
+func RequireRoles(roles ...string) echo.MiddlewareFunc {
+	return Require(Requirements{Roles: roles})
+}
+
+func missingRoles(have, required []string) []string {
+	var missing []string
+	for _, r := range required {
+		if !slices.Contains(have, r) {
+			missing = append(missing, r)
+		}
+	}
+	return missing
+}
+
+func requirementFailed(c echo.Context, sc *sessionCtx, e *Error) error {
+	var st *state
+	if sc != nil {
+		st = sc.state
+	}
+	l := slog.Default()
+	if st != nil {
+		l = st.logger()
+	}
+	ctx := c.Request().Context()
+	if l.Enabled(ctx, slog.LevelDebug) {
+		attrs := []slog.Attr{slog.Int("status", e.Status), slog.String("reason", e.Message), slog.String("route", c.Path())}
+		if st != nil && st.cfg.LogSensitiveData && sc.session != nil {
+			attrs = append(attrs, slog.String("member_id", sc.session.MemberID))
+		}
+		l.LogAttrs(ctx, slog.LevelDebug, "echostytch: requirement not met", attrs...)
+	}
+	if st != nil {
+		return st.errorHandler(c, e)
+	}
+	return WriteError(c, e, "")
+}
