@@ -70,11 +70,15 @@ func (j *jwks) refetch(ctx context.Context, force bool) error {
 	if !loaded {
 		minGap = min(minGap, time.Second)
 	}
-	if !force && !j.lastAttempt.IsZero() && now.Sub(j.lastAttempt) < minGap {
-		j.mu.Unlock()
-		return errUnknownKID
+	if !force {
+		// Only refetches caused by unknown kids are rate-limited; the
+		// background refresh does not use up the allowance.
+		if !j.lastAttempt.IsZero() && now.Sub(j.lastAttempt) < minGap {
+			j.mu.Unlock()
+			return errUnknownKID
+		}
+		j.lastAttempt = now
 	}
-	j.lastAttempt = now
 	j.mu.Unlock()
 
 	_, err, _ := j.sf.Do("jwks", func() (any, error) {

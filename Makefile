@@ -1,0 +1,33 @@
+# ayz-auth for Go. `make run` starts the demo, `make test` runs every test.
+GO       ?= go
+PKGS     := ./... ./_examples/...
+BENCHTIME ?= 1s
+COUNT    ?= 6
+
+.PHONY: run test vet cover bench fmt fuzz
+
+## run: the example server; with no STYTCH_PROJECT_ID it embeds the Stytch emulator
+run:
+	$(GO) run ./_examples/basic
+
+## test: vet, then race tests of everything (examples included)
+test: vet
+	$(GO) test -race -count=1 -timeout 15m $(PKGS)
+
+vet:
+	@test -z "$$(gofmt -l . | tee /dev/stderr)" || (echo "gofmt: files above need formatting"; exit 1)
+	$(GO) vet $(PKGS)
+
+## cover: test coverage per package, and an HTML report in coverage.html
+cover:
+	$(GO) test -count=1 -coverprofile=coverage.out -covermode=atomic ./...
+	$(GO) tool cover -func=coverage.out | tail -1
+	$(GO) tool cover -html=coverage.out -o coverage.html
+
+## bench: the benchmarks, several counts
+bench:
+	$(GO) test -run='^$$' -bench=. -benchmem -benchtime=$(BENCHTIME) -count=$(COUNT) ./...
+
+## fmt: format the code
+fmt:
+	gofmt -w .
