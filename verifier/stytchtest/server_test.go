@@ -634,4 +634,3 @@ func TestKeyRotation(t *testing.T) {
 	_, raw = fetchJWKS(t, srv)
 	assert.Empty(t, raw)
 }
-
