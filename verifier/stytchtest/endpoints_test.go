@@ -166,7 +166,7 @@ func TestPolicyEndpoints(t *testing.T) {
 	assert.NotEmpty(t, policy["resources"])
 
 	srv.SetPolicy(stytchtest.Policy{
-		Roles: []stytchtest.Role{{ID: "editor", Description: "Edits", Permissions: []stytchtest.Permission{{ResourceID: "documents", Actions: []string{"read", "write"}}}}},
+		Roles:     []stytchtest.Role{{ID: "editor", Description: "Edits", Permissions: []stytchtest.Permission{{ResourceID: "documents", Actions: []string{"read", "write"}}}}},
 		Resources: []stytchtest.Resource{{ID: "documents", Actions: []string{"read", "write", "delete"}}},
 	})
 	status, body = call(t, srv, http.MethodGet, "/v1/b2b/rbac/policy", nil)
