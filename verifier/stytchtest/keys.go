@@ -154,9 +154,11 @@ func WithoutKID() JWTOption { return func(c *jwtConfig) { c.noKID = true } }
 // not match the key the kid names.
 func WithSigningKey(key *rsa.PrivateKey) JWTOption { return func(c *jwtConfig) { c.key = key } }
 
-// WithSigningMethod signs with another RSA method (e.g. jwt.SigningMethodRS512
-// or jwt.SigningMethodPS256) instead of RS256. jwt.SigningMethodNone is also
-// accepted and produces an unsigned token.
+// WithSigningMethod signs with another RSA-family method (e.g.
+// jwt.SigningMethodRS512 or jwt.SigningMethodPS256) instead of RS256.
+// jwt.SigningMethodNone is also accepted and produces an unsigned token
+// ("alg":"none"). Methods that need another kind of key (HS256, ES256)
+// make MintJWT fail; build such tokens with golang-jwt directly.
 func WithSigningMethod(m jwt.SigningMethod) JWTOption { return func(c *jwtConfig) { c.method = m } }
 
 // WithClaim sets a top-level claim, overriding any other value (including

@@ -96,7 +96,8 @@ type SessionParams struct {
 	// dropped; names starting with "https://stytch.com/" are an error.
 	CustomClaims map[string]any
 	// Roles are the session's roles (member_session.roles, the JWT's
-	// session roles). Default: "stytch_member" plus the member's roles.
+	// session roles). nil means "stytch_member" plus the member's roles;
+	// an empty non-nil slice gives a session without roles.
 	Roles []string
 	// Duration is the session lifetime from StartedAt; default 60 minutes.
 	Duration time.Duration

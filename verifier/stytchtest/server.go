@@ -83,8 +83,8 @@ func WithURLIssuer() Option {
 
 // WithKey makes the server use key as its first signing key instead of
 // generating one (RSA key generation takes a noticeable fraction of a
-// second). The key must be an RSA key of at least 2048 bits; a nil key is
-// ignored.
+// second). Use an RSA key of at least 2048 bits, as Stytch does; a nil key
+// is ignored.
 func WithKey(key *rsa.PrivateKey) Option {
 	return func(c *config) { c.key = key }
 }
