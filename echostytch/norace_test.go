@@ -1,0 +1,5 @@
+//go:build !race
+
+package echostytch_test
+
+const raceEnabled = false
