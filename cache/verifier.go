@@ -2,13 +2,13 @@ package cache
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
 	"sync/atomic"
 	"time"
-	"unsafe"
 
 	"github.com/dgraph-io/ristretto/v2"
 	"golang.org/x/sync/singleflight"
@@ -83,7 +83,7 @@ type Verifier struct {
 	now   func() time.Time
 	log   *slog.Logger
 
-	memo    *ristretto.Cache[string, *memoEntry]
+	memo    *ristretto.Cache[uint64, *memoEntry]
 	flights singleflight.Group
 
 	tombMu    sync.RWMutex
@@ -97,6 +97,7 @@ type Verifier struct {
 }
 
 type memoEntry struct {
+	hash      [32]byte // the token hash, compared on every lookup
 	key       string
 	tag       [32]byte
 	expMillis int64
@@ -133,7 +134,10 @@ func NewVerifier(inner verifier.Verifier, cfg VerifierConfig) (*Verifier, error)
 	if now == nil {
 		now = time.Now
 	}
-	memo, err := ristretto.NewCache(&ristretto.Config[string, *memoEntry]{
+	memo, err := ristretto.NewCache(&ristretto.Config[uint64, *memoEntry]{
+		// The key is the first 8 bytes of the token hash; entries hold the
+		// whole hash, compared on lookup, so a collision is only a miss.
+		KeyToHash:              func(k uint64) (uint64, uint64) { return k, 0 },
 		NumCounters:            int64(cfg.MemoEntries) * 10,
 		MaxCost:                int64(cfg.MemoEntries),
 		BufferItems:            64,
@@ -163,8 +167,10 @@ func (v *Verifier) Verify(ctx context.Context, token string) (*verifier.Session,
 	if v.tombCount.Load() > 0 && v.isTombstoned(&h, nowMs) {
 		return nil, errRevoked
 	}
-	hk := unsafe.String(&h[0], len(h))
-	m, _ := v.memo.Get(hk)
+	m, _ := v.memo.Get(memoKey(&h))
+	if m != nil && m.hash != h {
+		m = nil
+	}
 	var key string
 	if m != nil {
 		key = m.key
@@ -185,7 +191,7 @@ func (v *Verifier) Verify(ctx context.Context, token string) (*verifier.Session,
 	} else if !errors.Is(err, ErrNotFound) {
 		v.log.Debug("cache: get failed; verifying upstream", "error", err)
 	}
-	return v.miss(ctx, token, key, &h)
+	return v.miss(ctx, token, key, h)
 }
 
 // readValue authenticates and decodes a stored value, filling the memo.
@@ -209,12 +215,15 @@ func (v *Verifier) readValue(key string, h *[32]byte, val []byte, nowMs int64) (
 }
 
 func (v *Verifier) memoize(key string, h *[32]byte, hd header, s *verifier.Session) {
-	ttl := time.Duration(hd.expMillis-v.now().UnixMilli()) * time.Millisecond
-	if ttl <= 0 || v.closed.Load() {
-		return // ristretto would keep a ttl of 0 forever
+	if v.closed.Load() {
+		return
 	}
-	v.memo.SetWithTTL(string(h[:]), &memoEntry{key: key, tag: hd.tag, expMillis: hd.expMillis, sess: s}, 1, ttl)
+	// No ristretto TTL: every lookup checks expMillis itself (and a TTL
+	// would cost a clock read per Get); the LFU bound evicts dead entries.
+	v.memo.Set(memoKey(h), &memoEntry{hash: *h, key: key, tag: hd.tag, expMillis: hd.expMillis, sess: s}, 1)
 }
+
+func memoKey(h *[32]byte) uint64 { return binary.LittleEndian.Uint64(h[:8]) }
 
 // errRevoked is returned for tombstoned tokens.
 var errRevoked = &verifier.TokenError{Kind: verifier.ErrInvalidSession, Reason: "session revoked"}
@@ -227,7 +236,8 @@ type flightResult struct {
 }
 
 // miss verifies upstream, once per token at a time, and fills the cache.
-func (v *Verifier) miss(ctx context.Context, token, key string, h *[32]byte) (*verifier.Session, error) {
+func (v *Verifier) miss(ctx context.Context, token, key string, hv [32]byte) (*verifier.Session, error) {
+	h := &hv
 	if v.isRejected(h) {
 		return nil, errRejected
 	}
@@ -309,7 +319,7 @@ func (v *Verifier) Revoke(ctx context.Context, token string) error {
 	ttl := max(v.cfg.TTL, tombstoneFloor) + v.cfg.FlightTimeout
 	exp := v.now().Add(ttl)
 	v.tombstone(&h, exp.UnixMilli())
-	v.memo.Del(string(h[:]))
+	v.memo.Del(memoKey(&h))
 	upErr := r.Revoke(ctx, token)
 	if val, err := v.keys.encode(key, nil, exp.UnixMilli()); err == nil {
 		if err := v.store.Set(ctx, key, val, ttl); err != nil {
