@@ -2,6 +2,7 @@ package echostytch
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 
 	"github.com/labstack/echo/v4"
@@ -28,6 +29,12 @@ func (s *sessionCtx) Value(key any) any {
 		return s
 	}
 	return s.Context.Value(key)
+}
+
+// String names the node without printing the session (fmt would otherwise
+// print the member's email through the embedded fields).
+func (s *sessionCtx) String() string {
+	return fmt.Sprint(s.Context) + ".WithValue(echostytch session)"
 }
 
 // requestWithSession pairs the request copy and the context node so that

@@ -133,6 +133,7 @@ type SettingError struct {
 	Problem string
 }
 
+// Error returns "echostytch: <variable>: <problem>".
 func (e *SettingError) Error() string { return "echostytch: " + e.Variable + ": " + e.Problem }
 
 // LoadSettings reads the STYTCH_* variables (and REDIS_URL) through lookuper
@@ -353,9 +354,10 @@ func printableASCII(s string) bool {
 
 const redacted = "[REDACTED]"
 
-// RedactURL returns rawURL with any password, or a lone user name (which some
-// Redis clients treat as a password), replaced by "[REDACTED]". A string that
-// does not parse as a URL is redacted whole.
+// RedactURL returns rawURL with any password, a lone user name (which some
+// Redis clients treat as a password) and any query parameter whose name
+// mentions a password, secret or token replaced by "REDACTED". A string
+// that does not parse as a URL becomes "[REDACTED]" whole.
 func RedactURL(rawURL string) string {
 	if rawURL == "" {
 		return ""
