@@ -19,6 +19,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -43,6 +44,8 @@ type Server struct {
 	port int
 	dir  string
 	args []string
+
+	ownDir bool // StartMain: remove dir on Stop
 
 	mu   sync.Mutex
 	cmd  *exec.Cmd
@@ -87,6 +90,54 @@ func Start(t testing.TB, opts ...Option) *Server {
 	}
 	t.Cleanup(s.Stop)
 	return s
+}
+
+// StartMain starts a redis-server outside any test, for TestMain and
+// examples. It returns an error wrapping ErrNoServer when redis-server is
+// not on PATH. The caller must call Stop. Methods that report through a
+// testing.TB (MustDo, Info, CommandCalls, ResetStats, Restart) must not be
+// used on it.
+func StartMain(opts ...Option) (*Server, error) {
+	var c config
+	for _, o := range opts {
+		o(&c)
+	}
+	bin, err := exec.LookPath("redis-server")
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrNoServer, err)
+	}
+	dir, err := os.MkdirTemp("", "redistest")
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{bin: bin, dir: dir, args: c.args, ownDir: true}
+	for range 5 {
+		if s.port, err = freePort(false); err != nil {
+			continue
+		}
+		if err = s.start(); err == nil {
+			return s, nil
+		}
+	}
+	_ = os.RemoveAll(dir)
+	return nil, err
+}
+
+// ErrNoServer is returned by StartMain when redis-server is not on PATH.
+var ErrNoServer = errors.New("redistest: redis-server not found")
+
+// RequireServer reports whether tests needing redis-server can run: false
+// when it is missing (callers then skip), or exits the process with status
+// 1 when it is missing and CI=true. For TestMain.
+func RequireServer() bool {
+	if _, err := exec.LookPath("redis-server"); err != nil {
+		if os.Getenv("CI") == "true" {
+			fmt.Fprintln(os.Stderr, "redistest: redis-server not found on PATH (required when CI=true)")
+			os.Exit(1)
+		}
+		return false
+	}
+	return true
 }
 
 func freePort(needBus bool) (int, error) {
@@ -145,8 +196,10 @@ func (s *Server) start() error {
 			return fmt.Errorf("redis-server exited early; log:\n%s", s.log())
 		default:
 		}
-		if r, err := s.Do("PING"); err == nil && r == "PONG" {
-			return nil
+		r, err := s.Do("PING")
+		var e *Error
+		if (err == nil && r == "PONG") || (errors.As(err, &e) && strings.HasPrefix(e.Msg, "NOAUTH")) {
+			return nil // NOAUTH: up, with requirepass
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -186,7 +239,8 @@ func (s *Server) Running() bool {
 	}
 }
 
-// Stop shuts the server down (SHUTDOWN NOSAVE, then SIGKILL after 3 s) and
+// Stop shuts the server down (SHUTDOWN NOSAVE, or SIGTERM if refused,
+// then SIGKILL after 3 s) and
 // waits for the process to exit. Stopping a stopped server does nothing.
 func (s *Server) Stop() {
 	s.mu.Lock()
@@ -198,7 +252,11 @@ func (s *Server) Stop() {
 	select {
 	case <-done:
 	default:
-		_, _ = s.Do("SHUTDOWN", "NOSAVE")
+		_, err := s.Do("SHUTDOWN", "NOSAVE")
+		var e *Error
+		if errors.As(err, &e) { // e.g. NOAUTH: ask by signal instead
+			_ = cmd.Process.Signal(syscall.SIGTERM)
+		}
 		select {
 		case <-done:
 		case <-time.After(3 * time.Second):
@@ -211,6 +269,9 @@ func (s *Server) Stop() {
 		s.cmd = nil
 	}
 	s.mu.Unlock()
+	if s.ownDir {
+		_ = os.RemoveAll(s.dir)
+	}
 }
 
 // Kill kills the server with SIGKILL (connections are reset, nothing is
