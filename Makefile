@@ -1,6 +1,6 @@
 # ayz-auth for Go. `make run` starts the demo, `make test` runs every test.
 GO       ?= go
-PKGS     := ./... ./_examples/...
+PKGS     := ./... $(patsubst %,./%,$(wildcard _examples/*/))
 BENCHTIME ?= 1s
 COUNT    ?= 6
 

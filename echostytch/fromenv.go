@@ -1,0 +1,206 @@
+package echostytch
+
+import (
+	"cmp"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/sethvargo/go-envconfig"
+
+	"github.com/ayzauth/ayzauth/cache"
+	"github.com/ayzauth/ayzauth/cache/memory"
+	"github.com/ayzauth/ayzauth/cache/redis"
+	"github.com/ayzauth/ayzauth/verifier"
+)
+
+// Stack is what FromEnv (or NewStack) builds from Settings: a ready
+// middleware Config, and the parts behind it, which Close releases in a
+// safe order.
+type Stack struct {
+	// Config is ready for New or ToMiddleware; adjust it before use (e.g.
+	// set Optional on a copy for optional routes).
+	Config Config
+	// Settings are the settings the stack was built from.
+	Settings *Settings
+	// Stytch verifies tokens against Stytch (locally for JWTs).
+	Stytch *verifier.Stytch
+	// Cache is the caching verifier in front of Stytch (Config.Verifier).
+	Cache *cache.Verifier
+	// Store is the cache backend.
+	Store cache.Store
+	// Logger is the logger built from STYTCH_LOG_LEVEL.
+	Logger *slog.Logger
+
+	closeOnce sync.Once
+	closers   []func() error
+	closeErr  error
+}
+
+// FromEnv reads the STYTCH_* variables through lookuper (nil: the process
+// environment) and builds a Stack: the Stytch verifier, the cache backend
+// chosen by STYTCH_CACHE_BACKEND, the caching verifier and the middleware
+// Config. Logs go to stderr as text at STYTCH_LOG_LEVEL.
+func FromEnv(ctx context.Context, lookuper envconfig.Lookuper) (*Stack, error) {
+	s, err := LoadSettings(ctx, lookuper)
+	if err != nil {
+		return nil, err
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: s.LogLevel}))
+	return NewStack(ctx, s, log)
+}
+
+// NewStack builds a Stack from settings; log may be nil (slog.Default()).
+func NewStack(ctx context.Context, s *Settings, log *slog.Logger) (*Stack, error) {
+	if s == nil {
+		return nil, errors.New("echostytch: NewStack needs settings")
+	}
+	if log == nil {
+		log = slog.Default()
+	}
+	st := &Stack{Settings: s, Logger: log}
+	ok := false
+	defer func() {
+		if !ok {
+			_ = st.Close()
+		}
+	}()
+
+	sv, err := verifier.NewStytch(verifier.Config{
+		ProjectID: s.ProjectID, Secret: s.Secret, BaseURL: s.BaseURL,
+		Timeout: s.RequestTimeout, MaxRetries: s.MaxRetries, Logger: log,
+	})
+	if err != nil {
+		return nil, err
+	}
+	st.Stytch = sv
+	st.closers = append(st.closers, sv.Close)
+
+	store, closeStore, err := newStore(ctx, s, log)
+	if err != nil {
+		return nil, err
+	}
+	st.Store = store
+	st.closers = append(st.closers, closeStore)
+
+	cv, err := cache.NewVerifier(sv, cache.VerifierConfig{
+		Store: store, Secret: []byte(s.Secret), Namespace: s.ProjectID,
+		TTL: s.CacheTTL, Logger: log,
+	})
+	if err != nil {
+		return nil, err
+	}
+	st.Cache = cv
+	st.closers = append(st.closers, cv.Close)
+
+	st.Config = Config{Verifier: cv, Logger: log, LogSensitiveData: s.LogSensitiveData}
+	if _, err := st.Config.ToMiddleware(); err != nil {
+		return nil, err
+	}
+	log.Info("ayz-auth ready", "settings", s)
+	ok = true
+	return st, nil
+}
+
+func newStore(ctx context.Context, s *Settings, log *slog.Logger) (cache.Store, func() error, error) {
+	mem := func() (*memory.Store, error) { return memory.New(memory.Options{}) }
+	switch s.CacheBackend {
+	case CacheMemory:
+		m, err := mem()
+		if err != nil {
+			return nil, nil, err
+		}
+		return m, m.Close, nil
+	case CacheRedis:
+		r, err := newRedis(ctx, s, log)
+		if err != nil {
+			return nil, nil, err
+		}
+		return r, r.Close, nil
+	case CacheTiered:
+		return newTiered(ctx, s, log)
+	}
+	return nil, nil, &SettingError{Variable: "STYTCH_CACHE_BACKEND", Problem: fmt.Sprintf("unknown backend %q", s.CacheBackend)}
+}
+
+func newRedis(ctx context.Context, s *Settings, log *slog.Logger) (*redis.Store, error) {
+	opts := redis.Options{Password: s.RedisPassword, DB: s.RedisDB, KeyPrefix: s.CachePrefix, Logger: log}
+	if s.RedisSSL {
+		opts.TLS = &tls.Config{MinVersion: tls.VersionTLS12}
+	}
+	r, err := redis.NewFromURL(ctx, s.RedisURL, opts)
+	if err != nil {
+		return nil, fmt.Errorf("echostytch: STYTCH_REDIS_URL: cannot connect: %w", err)
+	}
+	return r, nil
+}
+
+// Close releases everything the stack started, in an order that is safe
+// once the HTTP server has stopped: the caching verifier, then the store,
+// then the Stytch verifier. It is idempotent.
+func (st *Stack) Close() error {
+	st.closeOnce.Do(func() {
+		for i := len(st.closers) - 1; i >= 0; i-- {
+			st.closeErr = errors.Join(st.closeErr, st.closers[i]())
+		}
+	})
+	return st.closeErr
+}
+
+// Logout returns a handler that revokes the session of every token the
+// request carries (the Authorization header and both session cookies) at
+// Stytch and in every cache tier (see cache.Verifier.Revoke), clears the
+// session cookies and answers 204. Mount it behind the middleware, e.g.
+// e.POST("/logout", stack.Logout(), echostytch.New(stack.Config)).
+func (st *Stack) Logout() echo.HandlerFunc {
+	cookieJWT := cmp.Or(st.Config.CookieJWT, DefaultCookieJWT)
+	cookieToken := cmp.Or(st.Config.CookieToken, DefaultCookieToken)
+	maxLen := cmp.Or(st.Config.MaxHeaderLength, DefaultMaxHeaderLength)
+	fail := func(c echo.Context, err error) error {
+		if st.Config.ErrorHandler != nil {
+			return st.Config.ErrorHandler(c, err)
+		}
+		return WriteError(c, err, st.Config.Realm)
+	}
+	return func(c echo.Context) error {
+		r := c.Request()
+		var tokens []string
+		if vals := r.Header.Values(echo.HeaderAuthorization); len(vals) == 1 {
+			if tok, reason := parseAuthorization(vals[0], maxLen); reason == "" {
+				tokens = append(tokens, tok)
+			}
+		}
+		if !st.Config.NoCookies {
+			for _, name := range []string{cookieJWT, cookieToken} {
+				if v := cookieValue(r.Header.Values(echo.HeaderCookie), name); v != "" {
+					tokens = append(tokens, v)
+				}
+			}
+		}
+		if len(tokens) == 0 {
+			return fail(c, missingTokenError())
+		}
+		for _, tok := range tokens {
+			if _, err := verifier.Classify(tok); err != nil {
+				continue
+			}
+			if err := st.Cache.Revoke(r.Context(), tok); err != nil {
+				return fail(c, verifyError(err))
+			}
+		}
+		if !st.Config.NoCookies {
+			for _, name := range []string{cookieJWT, cookieToken} {
+				c.SetCookie(&http.Cookie{Name: name, Value: "", Path: "/", MaxAge: -1, Expires: time.Unix(0, 0)})
+			}
+		}
+		return c.NoContent(http.StatusNoContent)
+	}
+}
