@@ -39,7 +39,8 @@ func BenchmarkMiddleware(b *testing.B) {
 	const token = "session-token-0123456789abcdefghijklmnopqrstuvwxyz"
 	sess := &verifier.Session{MemberID: "member-1", OrganizationID: "org-1",
 		ExpiresAt: time.Now().Add(time.Hour), CustomClaims: map[string]any{"admin": true}}
-	v := mapVerifier{token: sess}
+	const jwt = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJtZW1iZXIifQ.c2lnbmF0dXJlc2lnbmF0dXJl"
+	v := mapVerifier{token: sess, jwt: sess}
 	handler := func(c echo.Context) error { return c.NoContent(http.StatusNoContent) }
 	member := func(c echo.Context) error {
 		if _, ok := echostytch.Member(c); !ok {
@@ -55,18 +56,21 @@ func BenchmarkMiddleware(b *testing.B) {
 		name  string
 		setup func(e *echo.Echo)
 		auth  string
+		hdr   string
 	}{
-		{"baseline-no-auth", func(e *echo.Echo) { e.GET("/r", handler) }, ""},
+		{"baseline-no-auth", func(e *echo.Echo) { e.GET("/r", handler) }, "", ""},
 		// Echo allocates a closure per request for route middleware; this
 		// baseline includes that cost, so bearer - baseline-noop-mw is ours.
-		{"baseline-noop-mw", func(e *echo.Echo) { e.GET("/r", handler, noop) }, ""},
-		{"bearer", func(e *echo.Echo) { e.GET("/r", member, echostytch.New(echostytch.Config{Verifier: v})) }, "Bearer " + token},
+		{"baseline-noop-mw", func(e *echo.Echo) { e.GET("/r", handler, noop) }, "", ""},
+		{"bearer", func(e *echo.Echo) { e.GET("/r", member, echostytch.New(echostytch.Config{Verifier: v})) }, "Bearer " + token, ""},
+		{"cookie-jwt", func(e *echo.Echo) { e.GET("/r", member, echostytch.New(echostytch.Config{Verifier: v})) },
+			"other=1; stytch_session_jwt=" + jwt, "Cookie"},
 		{"bearer+ContextKey", func(e *echo.Echo) {
 			e.GET("/r", member, echostytch.New(echostytch.Config{Verifier: v, ContextKey: "user"}))
-		}, "Bearer " + token},
+		}, "Bearer " + token, ""},
 		{"bearer+RequireClaims", func(e *echo.Echo) {
 			e.GET("/r", member, echostytch.New(echostytch.Config{Verifier: v}), echostytch.RequireClaims("admin"))
-		}, "Bearer " + token},
+		}, "Bearer " + token, ""},
 	}
 	for _, tc := range cases {
 		b.Run(tc.name, func(b *testing.B) {
@@ -74,7 +78,10 @@ func BenchmarkMiddleware(b *testing.B) {
 			tc.setup(e)
 			req := httptest.NewRequest(http.MethodGet, "/r", nil)
 			if tc.auth != "" {
-				req.Header.Set("Authorization", tc.auth)
+				if tc.hdr == "" {
+					tc.hdr = "Authorization"
+				}
+				req.Header.Set(tc.hdr, tc.auth)
 			}
 			w := &nopWriter{h: make(http.Header)}
 			b.ReportAllocs()
