@@ -18,9 +18,10 @@
 //   - Every backend failure matches cache.ErrUnavailable; a missing key
 //     matches cache.ErrNotFound.
 //   - A silent partition keeps serving client-side cached hits until the
-//     background PING notices it: about Dialer.KeepAlive (1 s) +
-//     Options.ConnWriteTimeout (default 2 s). That is the worst-case delay
-//     before another instance's revocation is seen.
+//     background PING notices it: at most about 2 x the ping interval
+//     (ConnWriteTimeout/2, between 100 ms and 1 s) + Options.ConnWriteTimeout
+//     (default 2 s, so about 4 s). That is the worst-case delay before
+//     another instance's revocation is seen.
 //   - After this process's own Set/Add/Delete of a key, reads of that key
 //     bypass the client-side cache for Options.RecentWriteWindow, because
 //     the invalidation of our own write can arrive after the write's reply
@@ -87,8 +88,9 @@ type Options struct {
 	// server TTL caps it too (default 1 min).
 	LocalTTL time.Duration
 	// ConnWriteTimeout bounds how long a dead or partitioned connection
-	// goes unnoticed (and so how long cached hits can be stale in a silent
-	// partition, plus ~1 s ping interval). Default 2 s. A URL's
+	// goes unnoticed, and so how long cached hits can be stale in a silent
+	// partition: about ConnWriteTimeout + 2 x the ping interval
+	// (ConnWriteTimeout/2, at most 1 s). Default 2 s. A URL's
 	// write_timeout wins.
 	ConnWriteTimeout time.Duration
 	// DialTimeout bounds connection attempts (default 1 s). A URL's
@@ -228,7 +230,9 @@ func newStore(ctx context.Context, co rueidis.ClientOption, opts Options) (*Stor
 		co.Dialer.Timeout = orDefault(opts.DialTimeout, DefaultDialTimeout)
 	}
 	if co.Dialer.KeepAlive <= 0 {
-		co.Dialer.KeepAlive = rueidis.DefaultTCPKeepAlive // also the idle PING interval
+		// Also the idle PING interval of rueidis: a dead connection is
+		// noticed within about 2*KeepAlive + ConnWriteTimeout.
+		co.Dialer.KeepAlive = min(max(co.ConnWriteTimeout/2, 100*time.Millisecond), rueidis.DefaultTCPKeepAlive)
 	}
 	if co.ClientName == "" {
 		co.ClientName = opts.ClientName
