@@ -1,0 +1,131 @@
+package echostytch_test
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+	"time"
+
+	"github.com/labstack/echo/v4"
+	"github.com/sethvargo/go-envconfig"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/ayzauth/ayzauth/echostytch"
+	"github.com/ayzauth/ayzauth/internal/redistest"
+	"github.com/ayzauth/ayzauth/verifier/stytchtest"
+)
+
+func emulatorEnv(emu *stytchtest.Server, extra map[string]string) envconfig.Lookuper {
+	m := map[string]string{
+		"STYTCH_PROJECT_ID": emu.ProjectID(),
+		"STYTCH_SECRET":     emu.Secret(),
+		"STYTCH_BASE_URL":   emu.URL(),
+		"STYTCH_LOG_LEVEL":  "ERROR",
+	}
+	for k, v := range extra {
+		m[k] = v
+	}
+	return envconfig.MapLookuper(m)
+}
+
+func TestFromEnvBackends(t *testing.T) {
+	srv := redistest.Start(t)
+	cases := []struct {
+		name    string
+		env     map[string]string
+		backend string
+	}{
+		{"memory by default", nil, "memory"},
+		{"redis when a URL is set", map[string]string{"STYTCH_REDIS_URL": "redis://" + srv.Addr()}, "redis"},
+		{"REDIS_URL fallback", map[string]string{"REDIS_URL": "redis://" + srv.Addr()}, "redis"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			emu := stytchtest.New()
+			defer emu.Close()
+			org := emu.CreateOrganization(stytchtest.OrganizationParams{Name: "Acme"})
+			m, err := emu.CreateMember(org.ID, stytchtest.MemberParams{Email: "ada@acme.test"})
+			require.NoError(t, err)
+			sess, err := emu.CreateSession(m.ID, stytchtest.SessionParams{})
+			require.NoError(t, err)
+
+			stack, err := echostytch.FromEnv(context.Background(), emulatorEnv(emu, tc.env))
+			require.NoError(t, err)
+			defer stack.Close()
+			assert.Equal(t, tc.backend, stack.Settings.CacheBackend)
+
+			e := echo.New()
+			auth := echostytch.New(stack.Config)
+			e.GET("/p", func(c echo.Context) error { return c.String(200, echostytch.MustMember(c).MemberID) }, auth)
+			e.POST("/logout", stack.Logout(), auth)
+			do := func(method, path string) *httptest.ResponseRecorder {
+				req := httptest.NewRequest(method, path, nil)
+				req.Header.Set("Authorization", "Bearer "+sess.Token)
+				rec := httptest.NewRecorder()
+				e.ServeHTTP(rec, req)
+				return rec
+			}
+			for range 3 {
+				rec := do("GET", "/p")
+				require.Equal(t, http.StatusOK, rec.Code, rec.Body.String())
+				assert.Equal(t, m.ID, rec.Body.String())
+			}
+			assert.Equal(t, 1, emu.Calls(stytchtest.Authenticate))
+			assert.Equal(t, http.StatusNoContent, do("POST", "/logout").Code)
+			assert.Equal(t, 1, emu.Calls(stytchtest.Revoke))
+			assert.Equal(t, http.StatusUnauthorized, do("GET", "/p").Code)
+			require.NoError(t, stack.Close())
+			require.NoError(t, stack.Close(), "Close is idempotent")
+		})
+	}
+}
+
+func TestFromEnvErrors(t *testing.T) {
+	emu := stytchtest.New()
+	defer emu.Close()
+	_, err := echostytch.FromEnv(context.Background(), envconfig.MapLookuper(map[string]string{}))
+	var se *echostytch.SettingError
+	require.ErrorAs(t, err, &se)
+
+	_, err = echostytch.FromEnv(context.Background(), emulatorEnv(emu, map[string]string{"STYTCH_REDIS_URL": "redis://127.0.0.1:1", "STYTCH_LOG_LEVEL": "ERROR"}))
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "STYTCH_REDIS_URL")
+	assert.NotContains(t, err.Error(), emu.Secret())
+
+	_, err = echostytch.NewStack(context.Background(), nil, nil)
+	require.Error(t, err)
+}
+
+func TestLogoutWithoutToken(t *testing.T) {
+	emu := stytchtest.New()
+	defer emu.Close()
+	stack, err := echostytch.FromEnv(context.Background(), emulatorEnv(emu, nil))
+	require.NoError(t, err)
+	defer stack.Close()
+	e := echo.New()
+	e.POST("/logout", stack.Logout())
+	rec := httptest.NewRecorder()
+	e.ServeHTTP(rec, httptest.NewRequest("POST", "/logout", nil))
+	assert.Equal(t, http.StatusUnauthorized, rec.Code)
+
+	// Stytch down: the logout reports 503, the session is still refused
+	// locally (tombstone).
+	org := emu.CreateOrganization(stytchtest.OrganizationParams{Name: "Acme"})
+	m, err := emu.CreateMember(org.ID, stytchtest.MemberParams{Email: "a@acme.test"})
+	require.NoError(t, err)
+	sess, err := emu.CreateSession(m.ID, stytchtest.SessionParams{})
+	require.NoError(t, err)
+	emu.InjectFault(stytchtest.Revoke, stytchtest.Fault{Status: 500})
+	req := httptest.NewRequest("POST", "/logout", nil)
+	req.AddCookie(&http.Cookie{Name: "stytch_session", Value: sess.Token})
+	rec = httptest.NewRecorder()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	e.ServeHTTP(rec, req.WithContext(ctx))
+	assert.Equal(t, http.StatusServiceUnavailable, rec.Code)
+	_, err = stack.Cache.Verify(context.Background(), sess.Token)
+	assert.True(t, err != nil && !errors.Is(err, context.Canceled))
+}
