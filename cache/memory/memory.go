@@ -13,7 +13,10 @@
 //     Wait after queueing, so the next Get in the same goroutine sees the
 //     value (unless ristretto dropped or rejected it, which is not an error:
 //     a cache may forget). Writes are rare (one per verified session) and the
-//     Wait costs about a channel round trip; see BenchmarkSet.
+//     Wait costs about a channel round trip: measured 3.5 µs per Set versus
+//     1.4 µs without it (BenchmarkSet, BenchmarkRistrettoSetNoWait, 2 vCPU).
+//     A write-through side map was rejected: it would add a lookup to
+//     every Get miss and a second source of truth for expiry.
 //   - Close can never race a concurrent Get/Set/Delete into ristretto's
 //     "send on closed channel" panic: every call holds a read lock, Close
 //     holds the write lock, and calls after Close return cache.ErrClosed.
