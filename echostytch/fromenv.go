@@ -19,6 +19,7 @@ import (
 	"github.com/ayzauth/ayzauth/cache"
 	"github.com/ayzauth/ayzauth/cache/memory"
 	"github.com/ayzauth/ayzauth/cache/redis"
+	"github.com/ayzauth/ayzauth/cache/tiered"
 	"github.com/ayzauth/ayzauth/verifier"
 )
 
@@ -129,6 +130,27 @@ func newStore(ctx context.Context, s *Settings, log *slog.Logger) (cache.Store, 
 		return newTiered(ctx, s, log)
 	}
 	return nil, nil, &SettingError{Variable: "STYTCH_CACHE_BACKEND", Problem: fmt.Sprintf("unknown backend %q", s.CacheBackend)}
+}
+
+// newTiered builds an in-process L1 (ristretto) over a Redis L2; L1 entries
+// are dropped when Redis reports an invalidation or loses its connection.
+func newTiered(ctx context.Context, s *Settings, log *slog.Logger) (cache.Store, func() error, error) {
+	l2, err := newRedis(ctx, s, log)
+	if err != nil {
+		return nil, nil, err
+	}
+	l1, err := memory.New(memory.Options{})
+	if err != nil {
+		_ = l2.Close()
+		return nil, nil, err
+	}
+	t, err := tiered.New(l1, l2, tiered.Options{})
+	if err != nil {
+		_ = l1.Close()
+		_ = l2.Close()
+		return nil, nil, err
+	}
+	return t, func() error { return errors.Join(t.Close(), l1.Close(), l2.Close()) }, nil
 }
 
 func newRedis(ctx context.Context, s *Settings, log *slog.Logger) (*redis.Store, error) {

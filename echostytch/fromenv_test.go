@@ -41,6 +41,7 @@ func TestFromEnvBackends(t *testing.T) {
 		{"memory by default", nil, "memory"},
 		{"redis when a URL is set", map[string]string{"STYTCH_REDIS_URL": "redis://" + srv.Addr()}, "redis"},
 		{"REDIS_URL fallback", map[string]string{"REDIS_URL": "redis://" + srv.Addr()}, "redis"},
+		{"tiered", map[string]string{"STYTCH_REDIS_URL": "redis://" + srv.Addr(), "STYTCH_CACHE_BACKEND": "tiered"}, "tiered"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
