@@ -12,7 +12,9 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/ayzauth/ayzauth/cache"
+	"github.com/ayzauth/ayzauth/cache/memory"
 	"github.com/ayzauth/ayzauth/cache/redis"
+	"github.com/ayzauth/ayzauth/cache/tiered"
 	"github.com/ayzauth/ayzauth/internal/redistest"
 	"github.com/ayzauth/ayzauth/verifier"
 	"github.com/ayzauth/ayzauth/verifier/stytchtest"
@@ -33,6 +35,16 @@ type instance struct {
 }
 
 func newFleet(t *testing.T, n int, redisURL string, mutate ...func(*cache.VerifierConfig)) *fleet {
+	return newFleetOf(t, n, redisURL, false, mutate...)
+}
+
+// newTieredFleet is newFleet with a ristretto L1 over the Redis L2 on each
+// instance.
+func newTieredFleet(t *testing.T, n int, redisURL string) *fleet {
+	return newFleetOf(t, n, redisURL, true)
+}
+
+func newFleetOf(t *testing.T, n int, redisURL string, withL1 bool, mutate ...func(*cache.VerifierConfig)) *fleet {
 	t.Helper()
 	emu := stytchtest.New(stytchtest.WithKey(testKey()))
 	t.Cleanup(emu.Close)
@@ -45,7 +57,16 @@ func newFleet(t *testing.T, n int, redisURL string, mutate ...func(*cache.Verifi
 		st, err := redis.NewFromURL(ctx, redisURL, redis.Options{KeyPrefix: "ayz_auth"})
 		cancel()
 		require.NoError(t, err)
-		cfg := cache.VerifierConfig{Store: st, Secret: []byte(emu.Secret()), Namespace: emu.ProjectID()}
+		var store cache.Store = st
+		if withL1 {
+			l1, err := memory.New(memory.Options{})
+			require.NoError(t, err)
+			tr, err := tiered.New(l1, st, tiered.Options{})
+			require.NoError(t, err)
+			t.Cleanup(func() { _ = tr.Close(); _ = l1.Close() })
+			store = tr
+		}
+		cfg := cache.VerifierConfig{Store: store, Secret: []byte(emu.Secret()), Namespace: emu.ProjectID()}
 		for _, m := range mutate {
 			m(&cfg)
 		}
@@ -91,10 +112,16 @@ func TestSharedRedisOneStytchCall(t *testing.T) {
 // within 1 s, for opaque tokens and JWTs.
 func TestRevocationReachesOtherInstance(t *testing.T) {
 	srv := redistest.Start(t)
-	f := newFleet(t, 2, "redis://"+srv.Addr())
+	for _, backend := range []string{"redis", "tiered"} {
+		f := newFleetOf(t, 2, "redis://"+srv.Addr(), backend == "tiered")
+		testRevocationReaches(t, backend, f)
+	}
+}
+
+func testRevocationReaches(t *testing.T, backend string, f *fleet) {
 	a, b := f.instances[0], f.instances[1]
 	for _, kind := range []string{"token", "jwt"} {
-		t.Run(kind, func(t *testing.T) {
+		t.Run(backend+"/"+kind, func(t *testing.T) {
 			s := f.session(t, stytchtest.SessionParams{})
 			tok := s.Token
 			if kind == "jwt" {
@@ -115,7 +142,7 @@ func TestRevocationReachesOtherInstance(t *testing.T) {
 				require.Less(t, time.Since(revoked), time.Second, "B still accepts the revoked session after 1 s")
 				time.Sleep(5 * time.Millisecond)
 			}
-			t.Logf("%s: refused by B %v after the revocation on A", kind, time.Since(revoked))
+			t.Logf("%s/%s: refused by B %v after the revocation on A", backend, kind, time.Since(revoked))
 		})
 	}
 }
@@ -278,6 +305,25 @@ func TestConcurrentColdRequestsRedis(t *testing.T) {
 		})
 	}
 	wg.Wait()
+	assert.Equal(t, 1, f.emu.Calls(stytchtest.Authenticate))
+}
+
+// TestTieredFleetHitsStayLocal: with an L1, repeat hits on B need no
+// Redis command at all.
+func TestTieredFleetHitsStayLocal(t *testing.T) {
+	srv := redistest.Start(t)
+	f := newTieredFleet(t, 2, "redis://"+srv.Addr())
+	s := f.session(t, stytchtest.SessionParams{})
+	_, err := f.instances[0].cv.Verify(ctxT(t), s.Token)
+	require.NoError(t, err)
+	_, err = f.instances[1].cv.Verify(ctxT(t), s.Token)
+	require.NoError(t, err)
+	srv.ResetStats()
+	for range 20 {
+		_, err = f.instances[1].cv.Verify(ctxT(t), s.Token)
+		require.NoError(t, err)
+	}
+	assert.Zero(t, srv.CommandCalls("get"), "L1 hits send no GET")
 	assert.Equal(t, 1, f.emu.Calls(stytchtest.Authenticate))
 }
 
