@@ -126,7 +126,13 @@ func (s *Store) Get(ctx context.Context, key string) ([]byte, error) {
 		err error
 	)
 	if s.ttlGet != nil {
+		start := time.Now()
 		v, ttl, err = s.ttlGet.GetWithTTL(ctx, key)
+		// The L2 client measures the remaining life from when it received
+		// the answer (rueidis: receipt + PTTL), which can lie after the
+		// server's clock started; counting from before the call keeps the
+		// L1 entry within the L2 expiry however slow the call was.
+		ttl -= time.Since(start)
 		if !s.coherent && ttl > s.l1TTL {
 			ttl = s.l1TTL
 		}
