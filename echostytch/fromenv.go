@@ -34,6 +34,9 @@ type Stack struct {
 	Settings *Settings
 	// Stytch verifies tokens against Stytch (locally for JWTs).
 	Stytch *verifier.Stytch
+	// Policy is the project's RBAC policy, loaded on first use and
+	// refreshed every 5 minutes, for RequirePermission.
+	Policy *verifier.PolicyCache
 	// Cache is the caching verifier in front of Stytch (Config.Verifier).
 	Cache *cache.Verifier
 	// Store is the cache backend.
@@ -84,6 +87,8 @@ func NewStack(ctx context.Context, s *Settings, log *slog.Logger) (*Stack, error
 	}
 	st.Stytch = sv
 	st.closers = append(st.closers, sv.Close)
+	st.Policy = verifier.NewPolicyCache(sv.Client(), verifier.PolicyOptions{Logger: log})
+	st.closers = append(st.closers, st.Policy.Close)
 
 	store, closeStore, err := newStore(ctx, s, log)
 	if err != nil {
@@ -167,7 +172,7 @@ func newRedis(ctx context.Context, s *Settings, log *slog.Logger) (*redis.Store,
 
 // Close releases everything the stack started, in an order that is safe
 // once the HTTP server has stopped: the caching verifier, then the store,
-// then the Stytch verifier. It is idempotent.
+// then the policy cache, then the Stytch verifier. It is idempotent.
 func (st *Stack) Close() error {
 	st.closeOnce.Do(func() {
 		for i := len(st.closers) - 1; i >= 0; i-- {
