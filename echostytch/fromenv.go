@@ -158,14 +158,18 @@ func newTiered(ctx context.Context, s *Settings, log *slog.Logger) (cache.Store,
 	return t, func() error { return errors.Join(t.Close(), l1.Close(), l2.Close()) }, nil
 }
 
-func newRedis(ctx context.Context, s *Settings, log *slog.Logger) (*redis.Store, error) {
+// newRedis returns a Redis store that does not need Redis at start-up
+// ("Redis down means slower, not broken"): until Redis is reachable every
+// request is verified through Stytch, and caching begins once it connects.
+// Only a URL that cannot be parsed is an error.
+func newRedis(ctx context.Context, s *Settings, log *slog.Logger) (*redis.Lazy, error) {
 	opts := redis.Options{Password: s.RedisPassword, DB: s.RedisDB, KeyPrefix: s.CachePrefix, Logger: log}
 	if s.RedisSSL {
 		opts.TLS = &tls.Config{MinVersion: tls.VersionTLS12}
 	}
-	r, err := redis.NewFromURL(ctx, s.RedisURL, opts)
+	r, err := redis.NewLazyFromURL(ctx, s.RedisURL, opts)
 	if err != nil {
-		return nil, fmt.Errorf("echostytch: STYTCH_REDIS_URL: cannot connect: %w", err)
+		return nil, fmt.Errorf("echostytch: STYTCH_REDIS_URL: %w", err)
 	}
 	return r, nil
 }
