@@ -114,8 +114,9 @@ type policySnapshot struct {
 	fetchedAt time.Time
 }
 
-// NewPolicyCache returns a PolicyCache that fetches the policy with client.
-// It makes no network call; it starts one goroutine, which Close stops.
+// NewPolicyCache returns a PolicyCache that fetches the policy with client
+// (a nil client makes every fetch fail with ErrMisconfigured). It makes no
+// network call; it starts one goroutine, which Close stops.
 func NewPolicyCache(client *Client, opts PolicyOptions) *PolicyCache {
 	if opts.RefreshInterval <= 0 {
 		opts.RefreshInterval = DefaultPolicyRefreshInterval
@@ -154,8 +155,12 @@ func NewPolicyCache(client *Client, opts PolicyOptions) *PolicyCache {
 //
 // It makes no network call once the policy is loaded. Before that, it waits
 // for the policy to load; if it cannot, it returns false and an error
-// matching ErrUnavailable. It never allows on error.
+// matching ErrUnavailable. It never allows on error. A nil PolicyCache
+// returns an error matching ErrMisconfigured.
 func (p *PolicyCache) Allowed(ctx context.Context, roles []string, resource, action string) (bool, error) {
+	if p == nil {
+		return false, errNilPolicy
+	}
 	p.kickOnce.Do(func() { close(p.kick) })
 	snap := p.cur.Load()
 	if snap == nil {
@@ -172,6 +177,9 @@ func (p *PolicyCache) Allowed(ctx context.Context, roles []string, resource, act
 // Use it to load the policy at start-up or to pick up a change at once.
 // The error matches ErrUnavailable or ErrMisconfigured, like the client's.
 func (p *PolicyCache) Refresh(ctx context.Context) error {
+	if p == nil {
+		return errNilPolicy
+	}
 	p.kickOnce.Do(func() { close(p.kick) })
 	f, err := p.startFetch(true)
 	if err != nil {
@@ -189,6 +197,9 @@ func (p *PolicyCache) Refresh(ctx context.Context) error {
 // is cancelled. Checks keep answering from the policy already loaded, if
 // any. Close does not close the client. It is idempotent and returns nil.
 func (p *PolicyCache) Close() error {
+	if p == nil {
+		return nil
+	}
 	p.closeOnce.Do(func() {
 		p.stop()
 		<-p.done
@@ -196,8 +207,14 @@ func (p *PolicyCache) Close() error {
 	return nil
 }
 
-// errPolicyClosed: the cache is closed and never loaded a policy.
-var errPolicyClosed = errors.New("policy cache closed")
+var (
+	// errPolicyClosed: the cache is closed and never loaded a policy.
+	errPolicyClosed = errors.New("policy cache closed")
+	// errNilPolicy: a method was called on a nil *PolicyCache.
+	errNilPolicy = fmt.Errorf("%w: nil RBAC policy cache", ErrMisconfigured)
+	// errNilClient: NewPolicyCache was given a nil client.
+	errNilClient = fmt.Errorf("%w: RBAC policy cache without a client", ErrMisconfigured)
+)
 
 // load returns the loaded policy, fetching it (or waiting for the fetch in
 // flight) if none is loaded yet. Failed fetches are not retried within
@@ -261,9 +278,13 @@ func (p *PolicyCache) startFetch(force bool) (*policyFetch, error) {
 
 // fetch performs f on the cache's context and publishes its outcome.
 func (p *PolicyCache) fetch(f *policyFetch) {
-	ctx, cancel := context.WithTimeout(p.ctx, p.opts.FetchTimeout)
-	pol, err := p.client.Policy(ctx)
-	cancel()
+	var pol *Policy
+	err := errNilClient
+	if p.client != nil {
+		ctx, cancel := context.WithTimeout(p.ctx, p.opts.FetchTimeout)
+		pol, err = p.client.Policy(ctx)
+		cancel()
+	}
 	var snap *policySnapshot
 	if err == nil {
 		snap = compilePolicy(pol, time.Now())

@@ -403,17 +403,29 @@ func TestPolicyConcurrentChecksDuringRefresh(t *testing.T) {
 }
 
 // TestPolicyOneFetchInFlight: Refresh calls, checks and the refresher
-// never run two fetches at once.
+// share the fetch in flight (here one that hangs until Close).
 func TestPolicyOneFetchInFlight(t *testing.T) {
 	f := newPolicyFixture(t)
-	f.emu.InjectFault(stytchtest.RBACPolicy, stytchtest.Fault{Delay: 50 * time.Millisecond})
-	p := f.cache(t, verifier.PolicyOptions{})
+	f.emu.InjectFault(stytchtest.RBACPolicy, stytchtest.Fault{Hang: true})
+	p := f.cache(t, verifier.PolicyOptions{RefreshInterval: time.Millisecond, FetchTimeout: time.Minute})
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
 	var wg sync.WaitGroup
+	var unavailable atomic.Int32
 	for range 20 {
-		wg.Go(func() { _ = p.Refresh(context.Background()) })
-		wg.Go(func() { _, _ = p.Allowed(context.Background(), []string{"viewer"}, "documents", "read") })
+		wg.Go(func() {
+			if errors.Is(p.Refresh(ctx), verifier.ErrUnavailable) {
+				unavailable.Add(1)
+			}
+		})
+		wg.Go(func() {
+			if ok, err := p.Allowed(ctx, []string{"viewer"}, "documents", "read"); !ok && errors.Is(err, verifier.ErrUnavailable) {
+				unavailable.Add(1)
+			}
+		})
 	}
 	wg.Wait()
+	assert.Equal(t, int32(40), unavailable.Load())
 	assert.Equal(t, 1, f.emu.Calls(stytchtest.RBACPolicy))
 }
 
@@ -456,4 +468,22 @@ func ExamplePolicyCache() {
 	// [stytch_member viewer] documents:write false <nil>
 	// [intern] documents:write false <nil>
 	// policy fetches: 1
+}
+
+// TestPolicyNil: nil receivers and clients fail closed, without a panic.
+func TestPolicyNil(t *testing.T) {
+	var nilCache *verifier.PolicyCache
+	ok, err := nilCache.Allowed(context.Background(), []string{"owner"}, "documents", "read")
+	assert.False(t, ok)
+	assert.ErrorIs(t, err, verifier.ErrMisconfigured)
+	assert.ErrorIs(t, nilCache.Refresh(context.Background()), verifier.ErrMisconfigured)
+	assert.NoError(t, nilCache.Close())
+
+	f := newPolicyFixture(t)
+	p := verifier.NewPolicyCache(nil, verifier.PolicyOptions{Logger: slog.New(slog.NewTextHandler(f.log, nil))})
+	defer p.Close()
+	assert.ErrorIs(t, p.Refresh(context.Background()), verifier.ErrMisconfigured)
+	ok, err = p.Allowed(context.Background(), []string{"owner"}, "documents", "read")
+	assert.False(t, ok)
+	assert.ErrorIs(t, err, verifier.ErrUnavailable)
 }
