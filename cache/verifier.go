@@ -255,7 +255,7 @@ func (v *Verifier) miss(ctx context.Context, token, key string, hv [32]byte) (*v
 		if v.tombstonedSince(h, started) {
 			return nil, errRevoked // revoked while we were asking
 		}
-		v.fill(fctx, key, h, s)
+		v.fill(fctx, key, h, s, jwtExpiryMillis(token))
 		return flightResult{sess: s}, nil
 	})
 	select {
@@ -269,12 +269,16 @@ func (v *Verifier) miss(ctx context.Context, token, key string, hv [32]byte) (*v
 	}
 }
 
-// fill stores a verified session for min(TTL, expiry - now).
-func (v *Verifier) fill(ctx context.Context, key string, h *[32]byte, s *verifier.Session) {
+// fill stores a verified session for min(TTL, expiry - now), and never
+// beyond capMillis (a JWT's exp) when it is positive.
+func (v *Verifier) fill(ctx context.Context, key string, h *[32]byte, s *verifier.Session, capMillis int64) {
 	now := v.now()
 	exp := now.Add(v.cfg.TTL)
 	if s.ExpiresAt.Before(exp) {
 		exp = s.ExpiresAt
+	}
+	if c := time.UnixMilli(capMillis); capMillis > 0 && c.Before(exp) {
+		exp = c
 	}
 	ttl := exp.Sub(now)
 	if ttl < time.Millisecond {
