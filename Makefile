@@ -4,7 +4,7 @@ PKGS     := ./... $(patsubst %,./%,$(wildcard _examples/*/))
 BENCHTIME ?= 1s
 COUNT    ?= 6
 
-.PHONY: run test vet cover bench fmt fuzz
+.PHONY: run test vet cover bench fmt fuzz soak
 
 ## run: the example server; with no STYTCH_PROJECT_ID it embeds the Stytch emulator
 run:
@@ -27,6 +27,22 @@ cover:
 ## bench: the benchmarks, several counts
 bench:
 	$(GO) test -run='^$$' -bench=. -benchmem -benchtime=$(BENCHTIME) -count=$(COUNT) ./...
+
+## fuzz: each fuzz target for FUZZTIME, one after another (their seed corpora run in `make test`)
+FUZZTIME ?= 20s
+FUZZ_TARGETS := ./echostytch:FuzzRequest ./echostytch:FuzzLoadSettings ./verifier:FuzzClassify \
+	./verifier:FuzzSessionFromClaims ./verifier:FuzzVerifyJWT ./cache:FuzzDecode ./verifier/stytchtest:FuzzRequests
+fuzz:
+	@set -e; for t in $(FUZZ_TARGETS); do \
+		pkg=$${t%%:*}; fn=$${t##*:}; echo "== $$fn ($$pkg, $(FUZZTIME))"; \
+		$(GO) test -run='^$$' -fuzz="^$$fn$$" -fuzztime=$(FUZZTIME) $$pkg; \
+	done
+
+## soak: the example server under mixed load for SOAK_DURATION, Redis restarted midway; prints its figures
+SOAK_DURATION ?= 2m
+SOAK_TIMEOUT  ?= 2h
+soak:
+	SOAK_DURATION=$(SOAK_DURATION) $(GO) test -race -count=1 -run='^TestSoak$$' -timeout=$(SOAK_TIMEOUT) -v ./_examples/basic/
 
 ## fmt: format the code
 fmt:
