@@ -95,6 +95,13 @@ type Config struct {
 	// up to whole seconds. Default DefaultRetryAfter.
 	RetryAfter time.Duration
 
+	// SessionInContext also puts the session on the request's context
+	// (c.SetRequest with a derived context), where FromContext finds it, for
+	// code below the handler that only has a context.Context. It costs one
+	// allocation per request (a copy of the *http.Request); Member and the
+	// requirements do not need it.
+	SessionInContext bool
+
 	// ContextKey, if set, also stores the session with c.Set(ContextKey, s)
 	// for code that reads it with c.Get. Member does not need it. Costs
 	// Echo's per-request map allocation.

@@ -4,11 +4,106 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"sync"
+	"unsafe"
 
 	"github.com/labstack/echo/v4"
 
 	"github.com/ayzauth/ayzauth/verifier"
 )
+
+// Where the session of a request lives.
+//
+// By default the middleware keeps it in an in-process table keyed by the
+// request's echo.Context, from before SuccessHandler until the middleware's
+// next handler returns (also when it panics), so that storing it allocates
+// nothing; Member, MustMember and the requirements read it there. With
+// Config.SessionInContext it is also put on the request's context (one
+// allocation: a copy of the *http.Request), where FromContext finds it.
+
+// slot is what the table holds for a request in flight: the verified
+// session (nil for an anonymous request under Optional) and the middleware
+// that stored it, whose ErrorHandler requirements use.
+type slot struct {
+	session *verifier.Session
+	state   *state
+}
+
+const tableShards = 64 // a power of two
+
+// tableShard is one lock and map of the table, padded to its own cache line
+// so that requests on different cores do not share one.
+type tableShard struct {
+	mu sync.Mutex
+	m  map[uintptr]slot
+	_  [64 - 16]byte
+}
+
+var table [tableShards]tableShard
+
+func init() {
+	for i := range table {
+		table[i].m = make(map[uintptr]slot, 8)
+	}
+}
+
+// contextID identifies an echo.Context in flight by the data word of the
+// interface value (the context's address; Echo's contexts are pointers).
+// Entries are removed before the middleware returns, while the context is
+// alive, so an address is never confused with a later object's.
+func contextID(c echo.Context) uintptr {
+	return (*[2]uintptr)(unsafe.Pointer(&c))[1]
+}
+
+func shardOf(id uintptr) *tableShard {
+	return &table[(uint64(id)*0x9E3779B97F4A7C15)>>(64-6)]
+}
+
+// enter stores sl for c and returns what it replaced (an outer middleware
+// of this package on the same request), for leave.
+func enter(id uintptr, sl slot) (prev slot, had bool) {
+	sh := shardOf(id)
+	sh.mu.Lock()
+	prev, had = sh.m[id]
+	sh.m[id] = sl
+	sh.mu.Unlock()
+	return prev, had
+}
+
+// leave restores what enter replaced.
+func leave(id uintptr, prev slot, had bool) {
+	sh := shardOf(id)
+	sh.mu.Lock()
+	if had {
+		sh.m[id] = prev
+	} else {
+		delete(sh.m, id)
+	}
+	sh.mu.Unlock()
+}
+
+// lookupEcho returns what the middleware stored for the request of c: from
+// the table, else from the request's context (Config.SessionInContext,
+// which also covers a later middleware that replaced c by a wrapper).
+func lookupEcho(c echo.Context) (slot, bool) {
+	if c == nil {
+		return slot{}, false
+	}
+	id := contextID(c)
+	sh := shardOf(id)
+	sh.mu.Lock()
+	sl, ok := sh.m[id]
+	sh.mu.Unlock()
+	if ok {
+		return sl, true
+	}
+	if r := c.Request(); r != nil {
+		if sc := lookup(r.Context()); sc != nil {
+			return slot{session: sc.session, state: sc.state}, true
+		}
+	}
+	return slot{}, false
+}
 
 // sessionKey is the context key of the *sessionCtx node (unexported type:
 // no other package can collide with it or forge it).
@@ -62,8 +157,10 @@ func lookup(ctx context.Context) *sessionCtx {
 
 // FromContext returns the session the middleware verified for the request
 // whose context is ctx (or a context derived from it), so that code below
-// the handler, which only has a context.Context, can read it. It reports
-// false when there is none: the middleware did not run or was skipped, or
+// the handler, which only has a context.Context, can read it. It needs
+// Config.SessionInContext (the session is put on the request's context only
+// then: it costs an allocation per request). It reports false when there is
+// none: the option is off, the middleware did not run or was skipped, or
 // the request is anonymous under Optional.
 func FromContext(ctx context.Context) (*verifier.Session, bool) {
 	if ctx == nil {
@@ -80,12 +177,16 @@ func FromContext(ctx context.Context) (*verifier.Session, bool) {
 // skipped, or the request is anonymous under Optional. The session may be
 // shared with other requests: treat it as read-only.
 //
-// The session lives in the request's context, so Member keeps working when
-// later middleware derives a new context (context.WithTimeout, ...), but not
-// if a handler replaces the request with one whose context does not derive
-// from it.
+// Member finds the session by c, until the middleware returns: it keeps
+// working when later middleware replaces the request or derives a new
+// context. If later middleware replaces c by a wrapper, Member needs
+// Config.SessionInContext (it then reads the request's context). Do not
+// call it after the handler has returned (Echo reuses c).
 func Member(c echo.Context) (*verifier.Session, bool) {
-	return FromContext(c.Request().Context())
+	if sl, ok := lookupEcho(c); ok && sl.session != nil {
+		return sl.session, true
+	}
+	return nil, false
 }
 
 // MustMember returns the session the middleware verified for this request.

@@ -32,8 +32,10 @@
 //     is wrong and never repeats the token.
 //  3. verifier.Classify checks the token's shape (nothing is sent upstream
 //     for a malformed token), then Config.Verifier verifies it.
-//  4. The session is stored on the request's context (one allocation per
-//     request), where Member, MustMember and FromContext find it; then
+//  4. The session is stored where Member, MustMember and the requirements
+//     find it by the echo.Context, without allocating, until the next
+//     handler returns; with Config.SessionInContext also on the request's
+//     context (one allocation), where FromContext finds it. Then
 //     SuccessHandler, then the next handler.
 //
 // # Errors

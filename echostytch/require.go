@@ -36,7 +36,7 @@ type Requirements struct {
 // "[a, b]", in the order required.
 //
 // Failures go through the ErrorHandler of the middleware that handled the
-// request (it travels on the request's context), or WriteError with the
+// request (found by the echo.Context), or WriteError with the
 // default realm when no middleware ran.
 func Require(r Requirements) echo.MiddlewareFunc {
 	// One pointer in the closure: Echo v4 builds route middleware closures
@@ -48,8 +48,8 @@ func Require(r Requirements) echo.MiddlewareFunc {
 }
 
 func (rq *Requirements) check(c echo.Context, next echo.HandlerFunc) error {
-	sc := lookup(c.Request().Context())
-	if sc == nil || sc.session == nil {
+	sc, _ := lookupEcho(c)
+	if sc.session == nil {
 		return requirementFailed(c, sc, missingTokenError())
 	}
 	s := sc.session
@@ -90,11 +90,8 @@ func missingRoles(have, required []string) []string {
 	return missing
 }
 
-func requirementFailed(c echo.Context, sc *sessionCtx, e *Error) error {
-	var st *state
-	if sc != nil {
-		st = sc.state
-	}
+func requirementFailed(c echo.Context, sc slot, e *Error) error {
+	st := sc.state
 	l := slog.Default()
 	if st != nil {
 		l = st.logger()

@@ -36,6 +36,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"log/slog"
 	"strings"
 	"sync"
@@ -151,6 +152,9 @@ type Store struct {
 
 	cbMu      sync.Mutex
 	callbacks atomic.Pointer[[]func([]string)]
+
+	keySeed maphash.Seed
+	keys    [keySlots]atomic.Pointer[string] // see fullKey
 }
 
 var (
@@ -249,6 +253,7 @@ func newStore(ctx context.Context, co rueidis.ClientOption, opts Options) (*Stor
 		log:       log,
 		br:        &breaker{threshold: opts.FailureThreshold, cooldown: opts.Cooldown},
 		recent:    newRecentWrites(opts.RecentWriteWindow),
+		keySeed:   maphash.MakeSeed(),
 	}
 	co.OnInvalidations = s.onInvalidations
 
@@ -306,17 +311,80 @@ var errOpen = errors.New("redis: circuit breaker open")
 // begin checks Close and the breaker and returns a context bounded by
 // OpTimeout.
 func (s *Store) begin(ctx context.Context) (context.Context, context.CancelFunc, bool, error) {
+	probe, err := s.admit()
+	if err != nil {
+		return nil, nil, false, err
+	}
+	cctx, cancel := context.WithTimeout(ctx, s.opTimeout)
+	return cctx, cancel, probe, nil
+}
+
+// admit checks Close and the breaker, and counts the attempt.
+func (s *Store) admit() (probe bool, err error) {
 	if s.closed.Load() {
-		return nil, nil, false, cache.ErrClosed
+		return false, cache.ErrClosed
 	}
 	ok, probe := s.br.allow()
 	if !ok {
 		s.rejected.Add(1)
-		return nil, nil, false, fmt.Errorf("%w: %w", cache.ErrUnavailable, errOpen)
+		return false, fmt.Errorf("%w: %w", cache.ErrUnavailable, errOpen)
 	}
 	s.attempts.Add(1)
-	cctx, cancel := context.WithTimeout(ctx, s.opTimeout)
-	return cctx, cancel, probe, nil
+	return probe, nil
+}
+
+// callCtx bounds a read by OpTimeout (with the caller's earlier deadline
+// winning) without paying for a timer when the read never waits: a
+// client-side cache hit is answered before rueidis looks at the context.
+// The bounded context is made on the first call of Deadline, Done or Err,
+// i.e. when rueidis is about to send the command and wait for it.
+type callCtx struct {
+	parent  context.Context
+	timeout time.Duration
+
+	mu     sync.Mutex
+	ctx    context.Context // nil until first use
+	cancel context.CancelFunc
+}
+
+func (c *callCtx) bounded() context.Context {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.ctx == nil {
+		c.ctx, c.cancel = context.WithTimeout(c.parent, c.timeout)
+	}
+	return c.ctx
+}
+
+func (c *callCtx) Deadline() (time.Time, bool) { return c.bounded().Deadline() }
+func (c *callCtx) Done() <-chan struct{}       { return c.bounded().Done() }
+func (c *callCtx) Err() error                  { return c.bounded().Err() }
+func (c *callCtx) Value(key any) any           { return c.parent.Value(key) }
+
+// release stops the timer, if the bounded context was made.
+func (c *callCtx) release() {
+	c.mu.Lock()
+	if c.cancel != nil {
+		c.cancel()
+	}
+	c.mu.Unlock()
+}
+
+// keySlots is the size of the table of prefixed keys (a power of two).
+const keySlots = 4096
+
+// fullKey returns KeyPrefix + ":" + key. The prefixed forms of recently
+// used keys are kept in a small direct-mapped table, so that the hot path
+// (the same session keys read again and again) does not build a new string
+// per read. A slot holds the last key that hashed to it.
+func (s *Store) fullKey(key string) string {
+	i := maphash.String(s.keySeed, key) & (keySlots - 1)
+	if p := s.keys[i].Load(); p != nil && len(*p) == len(s.prefix)+len(key) && (*p)[len(s.prefix):] == key {
+		return *p
+	}
+	fk := s.prefix + key
+	s.keys[i].Store(&fk)
+	return fk
 }
 
 // end classifies err (nil, rueidis.Nil already handled by the caller),
@@ -372,14 +440,17 @@ func (s *Store) GetWithTTL(ctx context.Context, key string) ([]byte, time.Durati
 }
 
 func (s *Store) get(ctx context.Context, key string, wantTTL bool) ([]byte, time.Duration, bool, error) {
-	cctx, cancel, probe, err := s.begin(ctx)
+	probe, err := s.admit()
 	if err != nil {
 		return nil, 0, false, err
 	}
-	defer cancel()
-	fk := s.prefix + key
+	fk := s.fullKey(key)
 	if s.csc && !s.recent.contains(fk) {
+		// The hot path: a client-side cache hit makes no network round
+		// trip, arms no timer and allocates nothing but cctx.
+		cctx := &callCtx{parent: ctx, timeout: s.opTimeout}
 		res := s.client.DoCache(cctx, s.client.B().Get().Key(fk).Cache(), s.localTTL)
+		cctx.release()
 		v, err := res.AsBytes()
 		if rueidis.IsRedisNil(err) {
 			s.br.done(success, probe)
@@ -390,11 +461,15 @@ func (s *Store) get(ctx context.Context, key string, wantTTL bool) ([]byte, time
 		}
 		s.br.done(success, probe)
 		var ttl time.Duration
-		if pttl := res.CachePTTL(); pttl > 0 {
-			ttl = time.Duration(pttl) * time.Millisecond
+		if wantTTL {
+			if pttl := res.CachePTTL(); pttl > 0 {
+				ttl = time.Duration(pttl) * time.Millisecond
+			}
 		}
 		return v, ttl, res.IsCacheHit(), nil
 	}
+	cctx, cancel := context.WithTimeout(ctx, s.opTimeout)
+	defer cancel()
 	if !wantTTL {
 		v, err := s.client.Do(cctx, s.client.B().Get().Key(fk).Build()).AsBytes()
 		if rueidis.IsRedisNil(err) {
