@@ -6,8 +6,9 @@ import (
 	"go.uber.org/goleak"
 )
 
-// rueidis probes for cluster mode at connect; the probe's retry timer
-// (DelayDo) sleeps on after Close and then exits on its own.
+// rueidis goroutines that sleep past Client.Close and end by themselves:
+// the cluster-mode probe's retry timer (DelayDo) and, after a cluster
+// topology refresh, the delayed close of removed connections (_refresh).
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m, goleak.IgnoreTopFunction("github.com/redis/rueidis.(*call).DelayDo.func1"))
+	goleak.VerifyTestMain(m, leakIgnores...)
 }
