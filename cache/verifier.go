@@ -10,7 +10,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/dgraph-io/ristretto/v2"
 	"golang.org/x/sync/singleflight"
 
 	"github.com/ayzauth/ayzauth/verifier"
@@ -50,7 +49,8 @@ type VerifierConfig struct {
 	// request still stops waiting when its own context ends.
 	FlightTimeout time.Duration
 	// MemoEntries bounds the in-process table of decoded sessions that lets
-	// a cache hit skip decoding (default DefaultMemoEntries).
+	// a cache hit skip decoding (default DefaultMemoEntries; rounded up to
+	// a power of two times 4).
 	MemoEntries int
 	// Logger receives cache problems (tampered values, store errors).
 	Logger *slog.Logger
@@ -83,7 +83,9 @@ type Verifier struct {
 	now   func() time.Time
 	log   *slog.Logger
 
-	memo    *ristretto.Cache[uint64, *memoEntry]
+	memo    *memoTable
+	clock   wallClock
+	nowMs   func() int64 // the hot path's clock (wallClock unless cfg.Now is set)
 	flights singleflight.Group
 
 	tombMu    sync.RWMutex
@@ -94,14 +96,6 @@ type Verifier struct {
 	neg   map[[32]byte]int64
 
 	closed atomic.Bool
-}
-
-type memoEntry struct {
-	hash      [32]byte // the token hash, compared on every lookup
-	key       string
-	tag       [32]byte
-	expMillis int64
-	sess      *verifier.Session
 }
 
 // NewVerifier returns a caching Verifier in front of inner.
@@ -134,43 +128,32 @@ func NewVerifier(inner verifier.Verifier, cfg VerifierConfig) (*Verifier, error)
 	if now == nil {
 		now = time.Now
 	}
-	memo, err := ristretto.NewCache(&ristretto.Config[uint64, *memoEntry]{
-		// The key is the first 8 bytes of the token hash; entries hold the
-		// whole hash, compared on lookup, so a collision is only a miss.
-		KeyToHash:              func(k uint64) (uint64, uint64) { return k, 0 },
-		NumCounters:            int64(cfg.MemoEntries) * 10,
-		MaxCost:                int64(cfg.MemoEntries),
-		BufferItems:            64,
-		IgnoreInternalCost:     true,
-		TtlTickerDurationInSec: 1,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("cache: memo: %w", err)
-	}
-	return &Verifier{
+	v := &Verifier{
 		inner: inner,
 		store: cfg.Store,
 		keys:  newKeys(cfg.Secret, cfg.Namespace),
 		cfg:   cfg,
 		now:   now,
 		log:   cfg.Logger,
-		memo:  memo,
+		memo:  newMemoTable(cfg.MemoEntries),
 		tombs: map[[32]byte]int64{},
 		neg:   map[[32]byte]int64{},
-	}, nil
+	}
+	v.nowMs = v.clock.nowMillis
+	if cfg.Now != nil {
+		v.nowMs = func() int64 { return cfg.Now().UnixMilli() }
+	}
+	return v, nil
 }
 
 // Verify implements verifier.Verifier.
 func (v *Verifier) Verify(ctx context.Context, token string) (*verifier.Session, error) {
 	h := v.keys.tokenHash(token)
-	nowMs := v.now().UnixMilli()
+	nowMs := v.nowMs()
 	if v.tombCount.Load() > 0 && v.isTombstoned(&h, nowMs) {
 		return nil, errRevoked
 	}
-	m, _ := v.memo.Get(memoKey(&h))
-	if m != nil && m.hash != h {
-		m = nil
-	}
+	m := v.memo.get(&h)
 	var key string
 	if m != nil {
 		key = m.key
@@ -180,7 +163,7 @@ func (v *Verifier) Verify(ctx context.Context, token string) (*verifier.Session,
 	val, err := v.store.Get(ctx, key)
 	if err == nil {
 		if hd, ok := parseHeader(val); ok && m != nil && hd.tag == m.tag && hd.expMillis == m.expMillis {
-			if nowMs < m.expMillis && nowMs < m.sess.ExpiresAt.UnixMilli() {
+			if nowMs < m.liveUntil {
 				return m.sess, nil // the hot path: nothing decoded, nothing allocated
 			}
 		} else if s, herr := v.readValue(key, &h, val, nowMs); herr == nil {
@@ -218,9 +201,10 @@ func (v *Verifier) memoize(key string, h *[32]byte, hd header, s *verifier.Sessi
 	if v.closed.Load() {
 		return
 	}
-	// No ristretto TTL: every lookup checks expMillis itself (and a TTL
-	// would cost a clock read per Get); the LFU bound evicts dead entries.
-	v.memo.Set(memoKey(h), &memoEntry{hash: *h, key: key, tag: hd.tag, expMillis: hd.expMillis, sess: s}, 1)
+	// No TTL: every lookup checks liveUntil itself; dead entries are
+	// replaced as their sets fill.
+	v.memo.put(&memoEntry{hash: *h, key: key, tag: hd.tag, expMillis: hd.expMillis,
+		liveUntil: min(hd.expMillis, s.ExpiresAt.UnixMilli()), sess: s})
 }
 
 func memoKey(h *[32]byte) uint64 { return binary.LittleEndian.Uint64(h[:8]) }
@@ -323,7 +307,7 @@ func (v *Verifier) Revoke(ctx context.Context, token string) error {
 	ttl := max(v.cfg.TTL, tombstoneFloor) + v.cfg.FlightTimeout
 	exp := v.now().Add(ttl)
 	v.tombstone(&h, exp.UnixMilli())
-	v.memo.Del(memoKey(&h))
+	v.memo.del(&h)
 	upErr := r.Revoke(ctx, token)
 	if val, err := v.keys.encode(key, nil, exp.UnixMilli()); err == nil {
 		if err := v.store.Set(ctx, key, val, ttl); err != nil {
@@ -393,7 +377,7 @@ func (v *Verifier) isRejected(h *[32]byte) bool {
 // stopped.
 func (v *Verifier) Close() error {
 	if v.closed.CompareAndSwap(false, true) {
-		v.memo.Close()
+		v.memo.clear()
 	}
 	return nil
 }

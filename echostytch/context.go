@@ -31,21 +31,21 @@ type slot struct {
 
 const tableShards = 64 // a power of two
 
-// tableShard is one lock and map of the table, padded to its own cache line
-// so that requests on different cores do not share one.
+// tableShard is one lock of the table and its entries: a few inline (a
+// linear scan of them is cheaper than a map), the rest in a map. Requests in
+// flight spread over the shards by their context's address.
 type tableShard struct {
-	mu sync.Mutex
-	m  map[uintptr]slot
-	_  [64 - 16]byte
+	mu   sync.Mutex
+	ents [6]tableEntry
+	more map[uintptr]slot // made on first overflow
+}
+
+type tableEntry struct {
+	id uintptr // 0: free
+	slot
 }
 
 var table [tableShards]tableShard
-
-func init() {
-	for i := range table {
-		table[i].m = make(map[uintptr]slot, 8)
-	}
-}
 
 // contextID identifies an echo.Context in flight by the data word of the
 // interface value (the context's address; Echo's contexts are pointers).
@@ -64,22 +64,69 @@ func shardOf(id uintptr) *tableShard {
 func enter(id uintptr, sl slot) (prev slot, had bool) {
 	sh := shardOf(id)
 	sh.mu.Lock()
-	prev, had = sh.m[id]
-	sh.m[id] = sl
-	sh.mu.Unlock()
-	return prev, had
+	defer sh.mu.Unlock()
+	free := -1
+	for i := range sh.ents {
+		switch sh.ents[i].id {
+		case id:
+			prev = sh.ents[i].slot
+			sh.ents[i].slot = sl
+			return prev, true
+		case 0:
+			if free < 0 {
+				free = i
+			}
+		}
+	}
+	if prev, had = sh.more[id]; had {
+		sh.more[id] = sl
+		return prev, true
+	}
+	if free >= 0 {
+		sh.ents[free] = tableEntry{id: id, slot: sl}
+		return slot{}, false
+	}
+	if sh.more == nil {
+		sh.more = make(map[uintptr]slot)
+	}
+	sh.more[id] = sl
+	return slot{}, false
 }
 
 // leave restores what enter replaced.
 func leave(id uintptr, prev slot, had bool) {
 	sh := shardOf(id)
 	sh.mu.Lock()
-	if had {
-		sh.m[id] = prev
-	} else {
-		delete(sh.m, id)
+	defer sh.mu.Unlock()
+	for i := range sh.ents {
+		if sh.ents[i].id == id {
+			if had {
+				sh.ents[i].slot = prev
+			} else {
+				sh.ents[i] = tableEntry{}
+			}
+			return
+		}
 	}
-	sh.mu.Unlock()
+	if had {
+		sh.more[id] = prev
+	} else {
+		delete(sh.more, id)
+	}
+}
+
+// get returns what is stored for id.
+func get(id uintptr) (slot, bool) {
+	sh := shardOf(id)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	for i := range sh.ents {
+		if sh.ents[i].id == id {
+			return sh.ents[i].slot, true
+		}
+	}
+	sl, ok := sh.more[id]
+	return sl, ok
 }
 
 // lookupEcho returns what the middleware stored for the request of c: from
@@ -89,12 +136,7 @@ func lookupEcho(c echo.Context) (slot, bool) {
 	if c == nil {
 		return slot{}, false
 	}
-	id := contextID(c)
-	sh := shardOf(id)
-	sh.mu.Lock()
-	sl, ok := sh.m[id]
-	sh.mu.Unlock()
-	if ok {
+	if sl, ok := get(contextID(c)); ok {
 		return sl, true
 	}
 	if r := c.Request(); r != nil {

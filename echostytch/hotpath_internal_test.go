@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -89,10 +90,53 @@ func tableLen() int {
 	n := 0
 	for i := range table {
 		table[i].mu.Lock()
-		n += len(table[i].m)
+		n += len(table[i].more)
+		for _, e := range table[i].ents {
+			if e.id != 0 {
+				n++
+			}
+		}
 		table[i].mu.Unlock()
 	}
 	return n
+}
+
+// The table's overflow map takes what the inline entries of a shard cannot
+// hold, and nested entries are restored in either place.
+func TestSessionTableOverflow(t *testing.T) {
+	base := tableLen()
+	st := &state{}
+	sess := func(i int) *verifier.Session { return &verifier.Session{MemberID: strconv.Itoa(i)} }
+	// Ids of one shard: more than its inline entries.
+	var ids []uintptr
+	for id := uintptr(8); len(ids) < 20; id += 8 {
+		if shardOf(id) == shardOf(8) {
+			ids = append(ids, id)
+		}
+	}
+	for i, id := range ids {
+		_, had := enter(id, slot{session: sess(i), state: st})
+		require.False(t, had)
+	}
+	for i, id := range ids {
+		prev, had := enter(id, slot{session: sess(100 + i), state: st}) // nested
+		require.True(t, had)
+		require.Equal(t, strconv.Itoa(i), prev.session.MemberID)
+		sl, ok := get(id)
+		require.True(t, ok)
+		require.Equal(t, strconv.Itoa(100+i), sl.session.MemberID)
+		leave(id, prev, had)
+		sl, ok = get(id)
+		require.True(t, ok)
+		require.Equal(t, strconv.Itoa(i), sl.session.MemberID)
+	}
+	require.Equal(t, base+len(ids), tableLen())
+	for _, id := range ids {
+		leave(id, slot{}, false)
+		_, ok := get(id)
+		require.False(t, ok)
+	}
+	require.Equal(t, base, tableLen())
 }
 
 func serveTest(e *echo.Echo, path, token string) *httptest.ResponseRecorder {
