@@ -107,6 +107,9 @@ type perfPath struct {
 	// stytchCalls is what one request may cost at the emulator:
 	// 0 for cache hits and local JWT checks, 1 for a cold miss.
 	stytchCalls int
+	// noRedisGets: the timed loop must not send a GET to Redis (answered
+	// by the client-side cache or L1).
+	noRedisGets bool
 	skip        string
 	fn          func(b *testing.B) // a non-request benchmark (the floors)
 }
@@ -115,9 +118,11 @@ type perfEnv struct {
 	emu      *stytchtest.Server
 	sess     stytchtest.Session
 	redisURL string // "" without redis-server
+	redis    *redistest.Server
 	rsaKey   *rsa.PrivateKey
 	peerJWT  string // the session's JWT signed with rsaKey, for echo-jwt
 	last     int    // emulator calls before the timed loop
+	gets     int    // Redis GETs before the timed loop
 }
 
 func newPerfEnv(b *testing.B) *perfEnv {
@@ -131,7 +136,8 @@ func newPerfEnv(b *testing.B) *perfEnv {
 	perfNoErr(b, err)
 	env := &perfEnv{emu: emu, sess: sess}
 	if _, err := exec.LookPath("redis-server"); err == nil {
-		env.redisURL = "redis://" + redistest.Start(b).Addr()
+		env.redis = redistest.Start(b)
+		env.redisURL = "redis://" + env.redis.Addr()
 	}
 	env.rsaKey, err = rsa.GenerateKey(rand.Reader, 2048)
 	perfNoErr(b, err)
@@ -229,12 +235,12 @@ func (env *perfEnv) paths(b *testing.B) []perfPath {
 		rd := env.stack(b, map[string]string{"STYTCH_REDIS_URL": env.redisURL})
 		rdEcho := perfEcho(echostytch.New(rd.Config))
 		perfWarm(rdEcho, bearer, 20)
-		ps = append(ps, perfPath{name: "redis-csc-hit", echo: rdEcho, auth: bearer})
+		ps = append(ps, perfPath{name: "redis-csc-hit", echo: rdEcho, auth: bearer, noRedisGets: true})
 
 		td := env.stack(b, map[string]string{"STYTCH_REDIS_URL": env.redisURL, "STYTCH_CACHE_BACKEND": "tiered"})
 		tdEcho := perfEcho(echostytch.New(td.Config))
 		perfWarm(tdEcho, bearer, 20)
-		ps = append(ps, perfPath{name: "tiered-l1-hit", echo: tdEcho, auth: bearer})
+		ps = append(ps, perfPath{name: "tiered-l1-hit", echo: tdEcho, auth: bearer, noRedisGets: true})
 
 		// L2 hit: an L1 too small to admit a session, so every request
 		// misses L1, is answered by Redis's client-side cache, and tries
@@ -279,7 +285,7 @@ func (env *perfEnv) tieredL2(b *testing.B, bearer string, sv verifier.Verifier) 
 	b.Cleanup(func() { _ = cv.Close() })
 	e := perfEcho(echostytch.New(echostytch.Config{Verifier: cv}))
 	perfWarm(e, bearer, 20)
-	return perfPath{name: "tiered-l2-hit", echo: e, auth: bearer}
+	return perfPath{name: "tiered-l2-hit", echo: e, auth: bearer, noRedisGets: true}
 }
 
 // check sends the request once to /check and fails the benchmark unless it
@@ -302,6 +308,9 @@ func (env *perfEnv) check(b *testing.B, p perfPath, req *http.Request) {
 		b.Fatalf("%s: one request made %d Stytch calls, want %d", p.name, got, p.stytchCalls)
 	}
 	env.last = env.emu.Calls(stytchtest.Authenticate)
+	if p.noRedisGets {
+		env.gets = env.redis.CommandCalls("get")
+	}
 }
 
 func (env *perfEnv) after(b *testing.B, p perfPath) {
@@ -309,6 +318,11 @@ func (env *perfEnv) after(b *testing.B, p perfPath) {
 	if p.stytchCalls == 0 {
 		if got := env.emu.Calls(stytchtest.Authenticate) - env.last; got != 0 {
 			b.Fatalf("%s: the timed loop made %d Stytch calls, want 0", p.name, got)
+		}
+	}
+	if p.noRedisGets {
+		if got := env.redis.CommandCalls("get") - env.gets; got != 0 {
+			b.Fatalf("%s: the timed loop sent %d GETs to Redis, want 0 (no network round trip)", p.name, got)
 		}
 	}
 }
