@@ -55,7 +55,7 @@ func TestReadBoundedWhenRedisHangs(t *testing.T) {
 	defer cancel()
 	_, err = s.Get(short, "hang")
 	require.ErrorIs(t, err, cache.ErrUnavailable)
-	require.Equal(t, uint64(1), s.Stats().Failures, "the caller's own deadline is not a Redis failure")
+	require.Equal(t, uint64(1), s.Stats().Failures, "the caller's own deadline is not a Redis failure: %v", err)
 
 	proxy.Unfreeze()
 	require.Eventually(t, func() bool {

@@ -154,7 +154,7 @@ type Store struct {
 	callbacks atomic.Pointer[[]func([]string)]
 
 	keySeed maphash.Seed
-	keys    [keySlots]atomic.Pointer[string] // see fullKey
+	keys    [keySlots]atomic.Pointer[keyEntry] // see entry
 }
 
 var (
@@ -370,22 +370,34 @@ func (c *callCtx) release() {
 	c.mu.Unlock()
 }
 
-// keySlots is the size of the table of prefixed keys (a power of two).
+// keySlots is the size of the table of recently read keys (a power of two).
 const keySlots = 4096
 
-// fullKey returns KeyPrefix + ":" + key. The prefixed forms of recently
-// used keys are kept in a small direct-mapped table, so that the hot path
-// (the same session keys read again and again) does not build a new string
-// per read. A slot holds the last key that hashed to it.
-func (s *Store) fullKey(key string) string {
+// keyEntry is what reading a key needs, built once per key: its prefixed
+// form and its GET command, pinned so that rueidis does not recycle it and
+// every read of the key reuses it (rueidis computes a key's cluster slot, a
+// CRC16 over the ~75-byte key, each time a command is built: about a
+// quarter of a client-side hit's cost).
+type keyEntry struct {
+	fk  string
+	get rueidis.Cacheable
+}
+
+// entry returns the keyEntry of key from a small direct-mapped table (a
+// slot holds the last key that hashed to it), building it on a miss.
+func (s *Store) entry(key string) *keyEntry {
 	i := maphash.String(s.keySeed, key) & (keySlots - 1)
-	if p := s.keys[i].Load(); p != nil && len(*p) == len(s.prefix)+len(key) && (*p)[len(s.prefix):] == key {
-		return *p
+	if e := s.keys[i].Load(); e != nil && len(e.fk) == len(s.prefix)+len(key) && e.fk[len(s.prefix):] == key {
+		return e
 	}
 	fk := s.prefix + key
-	s.keys[i].Store(&fk)
-	return fk
+	e := &keyEntry{fk: fk, get: s.client.B().Get().Key(fk).Cache().Pin()}
+	s.keys[i].Store(e)
+	return e
 }
+
+// fullKey returns KeyPrefix + ":" + key.
+func (s *Store) fullKey(key string) string { return s.entry(key).fk }
 
 // end classifies err (nil, rueidis.Nil already handled by the caller),
 // feeds the breaker and maps err to the cache errors.
@@ -400,8 +412,10 @@ func (s *Store) end(parent context.Context, err error, probe bool) error {
 	}
 	var re *rueidis.RedisError
 	switch {
-	case parent.Err() != nil:
-		// The caller gave up; that says nothing about Redis.
+	case parent.Err() != nil || callerDeadlinePassed(parent):
+		// The caller gave up; that says nothing about Redis. (rueidis may
+		// report the caller's deadline from a socket deadline before the
+		// caller's context is marked done.)
 		s.br.done(neutral, probe)
 	case errors.As(err, &re):
 		// Redis answered (with an error): it is alive.
@@ -415,6 +429,11 @@ func (s *Store) end(parent context.Context, err error, probe bool) error {
 		}
 	}
 	return fmt.Errorf("%w: %w", cache.ErrUnavailable, err)
+}
+
+func callerDeadlinePassed(ctx context.Context) bool {
+	dl, ok := ctx.Deadline()
+	return ok && !time.Now().Before(dl)
 }
 
 // Get returns the value under key, or an error matching cache.ErrNotFound
@@ -444,12 +463,14 @@ func (s *Store) get(ctx context.Context, key string, wantTTL bool) ([]byte, time
 	if err != nil {
 		return nil, 0, false, err
 	}
-	fk := s.fullKey(key)
+	e := s.entry(key)
+	fk := e.fk
 	if s.csc && !s.recent.contains(fk) {
 		// The hot path: a client-side cache hit makes no network round
-		// trip, arms no timer and allocates nothing but cctx.
+		// trip, builds no command, arms no timer and allocates nothing
+		// but cctx.
 		cctx := &callCtx{parent: ctx, timeout: s.opTimeout}
-		res := s.client.DoCache(cctx, s.client.B().Get().Key(fk).Cache(), s.localTTL)
+		res := s.client.DoCache(cctx, e.get, s.localTTL)
 		cctx.release()
 		v, err := res.AsBytes()
 		if rueidis.IsRedisNil(err) {
