@@ -35,7 +35,8 @@ type jwks struct {
 	sf  singleflight.Group
 
 	mu          sync.Mutex
-	lastAttempt time.Time
+	lastAttempt time.Time // last kid-triggered refetch with a set loaded
+	lastInitial time.Time // last kid-triggered fetch before any set loaded
 
 	fetches atomic.Int64
 }
@@ -59,29 +60,31 @@ func (j *jwks) run(ctx context.Context, interval time.Duration) {
 	}
 }
 
-// refetch fetches the set unless one was attempted less than minRefetch ago
-// (force skips that check). Concurrent callers share one fetch.
+// refetch fetches the set unless the rate limit forbids it (force skips
+// the limit). Concurrent callers share one fetch; each stops waiting when
+// its own context ends.
+//
+// Only refetches caused by unknown kids are rate-limited, and only once a
+// set is loaded: a JWT that arrives while the first fetch is in flight (or
+// failing) does not use up the allowance a later key rotation needs. Until
+// a first set is loaded, failed fetches are retried once a second at most.
 func (j *jwks) refetch(ctx context.Context, force bool) error {
-	j.mu.Lock()
-	now := time.Now()
-	loaded := j.cur.Load() != nil
-	// Until a first set is loaded, retry failed fetches every second at most.
-	minGap := j.minRefetch
-	if !loaded {
-		minGap = min(minGap, time.Second)
-	}
 	if !force {
-		// Only refetches caused by unknown kids are rate-limited; the
-		// background refresh does not use up the allowance.
-		if !j.lastAttempt.IsZero() && now.Sub(j.lastAttempt) < minGap {
+		j.mu.Lock()
+		now := time.Now()
+		last, gap := &j.lastAttempt, j.minRefetch
+		if j.cur.Load() == nil {
+			last, gap = &j.lastInitial, time.Second
+		}
+		if !last.IsZero() && now.Sub(*last) < gap {
 			j.mu.Unlock()
 			return errUnknownKID
 		}
-		j.lastAttempt = now
+		*last = now
+		j.mu.Unlock()
 	}
-	j.mu.Unlock()
 
-	_, err, _ := j.sf.Do("jwks", func() (any, error) {
+	ch := j.sf.DoChan("jwks", func() (any, error) {
 		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), j.timeout)
 		defer cancel()
 		j.fetches.Add(1)
@@ -98,7 +101,12 @@ func (j *jwks) refetch(ctx context.Context, force bool) error {
 		j.cur.Store(&kf)
 		return nil, nil
 	})
-	return err
+	select {
+	case r := <-ch:
+		return r.Err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // key is the jwt.Keyfunc: it returns the RSA public key named by the

@@ -444,3 +444,53 @@ func TestNoGoroutineLeftAfterClose(t *testing.T) {
 	require.NoError(t, v.Close())
 	require.NoError(t, v.Close())
 }
+
+// TestJWTDuringFirstFetchKeepsRotationAllowance: a JWT that arrives while
+// the first JWKS fetch is slow does not use up the refetch allowance that a
+// later key rotation needs.
+func TestJWTDuringFirstFetchKeepsRotationAllowance(t *testing.T) {
+	emu := stytchtest.New(stytchtest.WithKey(testKey(t)))
+	t.Cleanup(emu.Close)
+	emu.InjectFault(stytchtest.JWKS, stytchtest.Fault{Delay: 300 * time.Millisecond, Times: 1})
+	org := emu.CreateOrganization(stytchtest.OrganizationParams{Name: "Acme"})
+	m, err := emu.CreateMember(org.ID, stytchtest.MemberParams{Email: "a@acme.test"})
+	require.NoError(t, err)
+	sess, err := emu.CreateSession(m.ID, stytchtest.SessionParams{})
+	require.NoError(t, err)
+	v, err := verifier.NewStytch(verifier.Config{ProjectID: emu.ProjectID(), Secret: emu.Secret(), BaseURL: emu.URL(), JWKSRefetchInterval: time.Hour})
+	require.NoError(t, err)
+	defer v.Close()
+	_, err = v.Verify(context.Background(), sess.JWT) // races the slow first fetch
+	require.NoError(t, err)
+
+	emu.RotateKey()
+	tok, err := emu.MintJWT(sess.ID)
+	require.NoError(t, err)
+	calls := emu.Calls(stytchtest.Authenticate)
+	_, err = v.Verify(context.Background(), tok)
+	require.NoError(t, err)
+	assert.Equal(t, calls, emu.Calls(stytchtest.Authenticate), "the rotated key was fetched, not sent to the API")
+}
+
+// TestJWKSWaitBoundedByCaller: a caller waiting on a hanging JWKS fetch
+// stops at its own deadline.
+func TestJWKSWaitBoundedByCaller(t *testing.T) {
+	emu := stytchtest.New(stytchtest.WithKey(testKey(t)))
+	t.Cleanup(emu.Close)
+	emu.InjectFault(stytchtest.JWKS, stytchtest.Fault{Hang: true})
+	emu.InjectFault(stytchtest.Authenticate, stytchtest.Fault{Hang: true})
+	org := emu.CreateOrganization(stytchtest.OrganizationParams{Name: "Acme"})
+	m, err := emu.CreateMember(org.ID, stytchtest.MemberParams{Email: "a@acme.test"})
+	require.NoError(t, err)
+	sess, err := emu.CreateSession(m.ID, stytchtest.SessionParams{})
+	require.NoError(t, err)
+	v, err := verifier.NewStytch(verifier.Config{ProjectID: emu.ProjectID(), Secret: emu.Secret(), BaseURL: emu.URL(), Timeout: 10 * time.Second})
+	require.NoError(t, err)
+	defer v.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	_, err = v.Verify(ctx, sess.JWT)
+	require.Error(t, err)
+	assert.Less(t, time.Since(start), 5*time.Second, "bounded by the caller's deadline, not the 10 s timeout")
+}
