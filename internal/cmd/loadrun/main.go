@@ -61,7 +61,7 @@ func main() {
 	flag.IntVar(&o.threads, "threads", 1, "wrk threads")
 	flag.IntVar(&o.connections, "connections", 32, "wrk connections")
 	flag.StringVar(&o.csv, "csv", "", "also write the results to this CSV file")
-	flag.BoolVar(&o.pin, "pin", true, "with taskset and 2 or more CPUs: the server on CPU 0, wrk on CPU 1, so that they do not preempt each other")
+	flag.BoolVar(&o.pin, "pin", false, "with taskset and 2 or more CPUs: the server on CPU 0 (GOMAXPROCS 1), wrk on CPU 1")
 	flag.Parse()
 	o.backends = strings.Split(backends, ",")
 	if err := run(o); err != nil {
