@@ -6,12 +6,17 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/trace"
 	"golang.org/x/sync/singleflight"
 
+	"github.com/ayzauth/ayzauth/internal/telemetry"
 	"github.com/ayzauth/ayzauth/verifier"
 )
 
@@ -56,6 +61,14 @@ type VerifierConfig struct {
 	Logger *slog.Logger
 	// Now is the clock (default time.Now).
 	Now func() time.Time
+	// MeterProvider receives the verifier's metrics: memo lookups
+	// (ayzauth.cache.lookups, tier "memo"), negative-cache hits, coalesced
+	// requests and the duration of verifications on a miss. TracerProvider
+	// receives a span per verification on a miss (ayzauth.verify), per
+	// cache fill (ayzauth.cache.fill) and per Revoke; a cache hit starts
+	// no span. Nil means the global providers.
+	MeterProvider  metric.MeterProvider
+	TracerProvider trace.TracerProvider
 }
 
 // Verifier is a verifier.Verifier that caches what another Verifier
@@ -87,6 +100,8 @@ type Verifier struct {
 	clock   wallClock
 	nowMs   func() int64 // the hot path's clock (wallClock unless cfg.Now is set)
 	flights singleflight.Group
+	tel     *telemetry.Cache
+	tracer  trace.Tracer
 
 	tombMu    sync.RWMutex
 	tombs     map[[32]byte]int64 // token hash -> expiry (unix ms)
@@ -129,15 +144,17 @@ func NewVerifier(inner verifier.Verifier, cfg VerifierConfig) (*Verifier, error)
 		now = time.Now
 	}
 	v := &Verifier{
-		inner: inner,
-		store: cfg.Store,
-		keys:  newKeys(cfg.Secret, cfg.Namespace),
-		cfg:   cfg,
-		now:   now,
-		log:   cfg.Logger,
-		memo:  newMemoTable(cfg.MemoEntries),
-		tombs: map[[32]byte]int64{},
-		neg:   map[[32]byte]int64{},
+		inner:  inner,
+		store:  cfg.Store,
+		keys:   newKeys(cfg.Secret, cfg.Namespace),
+		cfg:    cfg,
+		now:    now,
+		log:    cfg.Logger,
+		memo:   newMemoTable(cfg.MemoEntries),
+		tombs:  map[[32]byte]int64{},
+		neg:    map[[32]byte]int64{},
+		tel:    telemetry.NewCache(cfg.MeterProvider),
+		tracer: telemetry.Tracer(cfg.TracerProvider),
 	}
 	v.nowMs = v.clock.nowMillis
 	if cfg.Now != nil {
@@ -164,9 +181,11 @@ func (v *Verifier) Verify(ctx context.Context, token string) (*verifier.Session,
 	if err == nil {
 		if hd, ok := parseHeader(val); ok && m != nil && hd.tag == m.tag && hd.expMillis == m.expMillis {
 			if nowMs < m.liveUntil {
+				v.tel.Lookup(ctx, telemetry.TierMemo, telemetry.Hit)
 				return m.sess, nil // the hot path: nothing decoded, nothing allocated
 			}
 		} else if s, herr := v.readValue(key, &h, val, nowMs); herr == nil {
+			v.tel.Lookup(ctx, telemetry.TierMemo, telemetry.Miss)
 			return s, nil
 		} else if errors.Is(herr, errRevoked) {
 			return nil, herr
@@ -223,9 +242,14 @@ type flightResult struct {
 func (v *Verifier) miss(ctx context.Context, token, key string, hv [32]byte) (*verifier.Session, error) {
 	h := &hv
 	if v.isRejected(h) {
+		v.tel.NegativeHit(ctx)
 		return nil, errRejected
 	}
+	start := time.Now()
+	ctx, span := v.tracer.Start(ctx, telemetry.SpanVerify, trace.WithAttributes(telemetry.KeyTokenKind.String(tokenKind(token))))
+	led := false // set by the flight's function if this request runs it
 	ch := v.flights.DoChan(key, func() (any, error) {
+		led = true
 		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), v.cfg.FlightTimeout)
 		defer cancel()
 		started := v.now().UnixMilli()
@@ -242,15 +266,49 @@ func (v *Verifier) miss(ctx context.Context, token, key string, hv [32]byte) (*v
 		v.fill(fctx, key, h, s, jwtExpiryMillis(token))
 		return flightResult{sess: s}, nil
 	})
+	var (
+		sess *verifier.Session
+		err  error
+	)
+	coalesced := false
 	select {
 	case <-ctx.Done():
-		return nil, &verifier.APIError{Kind: verifier.ErrUnavailable, Endpoint: "verify", Err: ctx.Err()}
+		err = &verifier.APIError{Kind: verifier.ErrUnavailable, Endpoint: "verify", Err: ctx.Err()}
 	case r := <-ch:
-		if r.Err != nil {
-			return nil, r.Err
+		// led is read after the flight's result was received, which
+		// happens after the flight's function returned.
+		if coalesced = !led; coalesced {
+			v.tel.Coalesced(ctx)
 		}
-		return r.Val.(flightResult).sess, nil
+		if r.Err != nil {
+			err = r.Err
+		} else {
+			sess = r.Val.(flightResult).sess
+		}
 	}
+	res := verifyResult(err)
+	v.tel.VerifyDuration(ctx, res, time.Since(start))
+	telemetry.EndVerifySpan(span, res, coalesced)
+	return sess, err
+}
+
+func verifyResult(err error) telemetry.VerifyResult {
+	switch {
+	case err == nil:
+		return telemetry.VerifyOK
+	case errors.Is(err, verifier.ErrInvalidSession), errors.Is(err, verifier.ErrMalformedToken), errors.Is(err, verifier.ErrForbidden):
+		return telemetry.VerifyInvalid
+	case errors.Is(err, verifier.ErrUnavailable), errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
+		return telemetry.VerifyUnavailable
+	}
+	return telemetry.VerifyError
+}
+
+func tokenKind(token string) string {
+	if strings.IndexByte(token, '.') >= 0 {
+		return "jwt"
+	}
+	return "opaque"
 }
 
 // fill stores a verified session for min(TTL, expiry - now), and never
@@ -275,12 +333,21 @@ func (v *Verifier) fill(ctx context.Context, key string, h *[32]byte, s *verifie
 		v.log.Warn("cache: encode failed", "error", err)
 		return
 	}
+	ctx, span := v.tracer.Start(ctx, telemetry.SpanFill)
+	added := true
 	if a, ok := v.store.(Adder); ok {
 		// Fill only if absent: a tombstone written meanwhile wins.
-		_, err = a.Add(ctx, key, val, ttl)
+		added, err = a.Add(ctx, key, val, ttl)
 	} else {
 		err = v.store.Set(ctx, key, val, ttl)
 	}
+	if span.IsRecording() {
+		span.SetAttributes(telemetry.KeyStored.Bool(err == nil && added))
+		if err != nil {
+			span.SetStatus(codes.Error, "cache write failed")
+		}
+	}
+	span.End()
 	if err != nil {
 		v.log.Debug("cache: fill failed", "error", err)
 		return
@@ -294,7 +361,14 @@ func (v *Verifier) fill(ctx context.Context, key string, h *[32]byte, s *verifie
 // so that every instance sharing the store refuses the token and a fill in
 // flight cannot bring it back. The tombstone is written even when the
 // upstream call fails; the upstream error is returned.
-func (v *Verifier) Revoke(ctx context.Context, token string) error {
+func (v *Verifier) Revoke(ctx context.Context, token string) (err error) {
+	ctx, span := v.tracer.Start(ctx, telemetry.SpanRevoke)
+	defer func() {
+		if err != nil && span.IsRecording() {
+			span.SetStatus(codes.Error, "revoke failed")
+		}
+		span.End()
+	}()
 	r, ok := v.inner.(verifier.Revoker)
 	if !ok {
 		return fmt.Errorf("%w: inner verifier cannot revoke", verifier.ErrMisconfigured)

@@ -9,7 +9,9 @@ import (
 
 	"github.com/labstack/echo/v4"
 	"github.com/labstack/echo/v4/middleware"
+	"go.opentelemetry.io/otel/metric"
 
+	"github.com/ayzauth/ayzauth/internal/telemetry"
 	"github.com/ayzauth/ayzauth/verifier"
 )
 
@@ -109,6 +111,14 @@ type Config struct {
 
 	// Stats, if set, counts failures and degraded requests.
 	Stats *Stats
+
+	// MeterProvider receives the middleware's metrics: every request by
+	// outcome (ayzauth.auth.requests) and, when the provider enables it,
+	// the time to decide (ayzauth.auth.duration). Nil means the global
+	// provider (otel.GetMeterProvider() when New is called). The caches
+	// and the Stytch client have their own providers in their configs;
+	// FromEnv and NewStack set them all (WithMeterProvider).
+	MeterProvider metric.MeterProvider
 }
 
 // Stats counts the middleware's non-success outcomes. Successes are not
@@ -188,7 +198,7 @@ func newState(cfg Config) (*state, error) {
 	if len(errs) > 0 {
 		return nil, fmt.Errorf("echostytch: invalid Config: %w", errors.Join(errs...))
 	}
-	st := &state{cfg: cfg, headers: newHeaders(cfg.Realm, cfg.RetryAfter)}
+	st := &state{cfg: cfg, headers: newHeaders(cfg.Realm, cfg.RetryAfter), tel: telemetry.NewMiddleware(cfg.MeterProvider)}
 	st.errorHandler = cfg.ErrorHandler
 	if st.errorHandler == nil {
 		st.errorHandler = func(c echo.Context, err error) error { return st.headers.write(c, err) }

@@ -15,6 +15,9 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/sethvargo/go-envconfig"
+	"go.opentelemetry.io/otel/metric"
+	metricnoop "go.opentelemetry.io/otel/metric/noop"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/ayzauth/ayzauth/cache"
 	"github.com/ayzauth/ayzauth/cache/memory"
@@ -49,26 +52,55 @@ type Stack struct {
 	closeErr  error
 }
 
+// StackOption adjusts how FromEnv and NewStack build a Stack.
+type StackOption func(*stackOptions)
+
+type stackOptions struct {
+	mp metric.MeterProvider
+	tp trace.TracerProvider
+}
+
+// WithMeterProvider sends the metrics of every part of the stack (the
+// middleware Config, the caches, the caching verifier, the Stytch client)
+// to mp instead of the global provider (otel.GetMeterProvider()).
+func WithMeterProvider(mp metric.MeterProvider) StackOption {
+	return func(o *stackOptions) { o.mp = mp }
+}
+
+// WithTracerProvider sends the spans of every part of the stack to tp
+// instead of the global provider (otel.GetTracerProvider()).
+func WithTracerProvider(tp trace.TracerProvider) StackOption {
+	return func(o *stackOptions) { o.tp = tp }
+}
+
 // FromEnv reads the STYTCH_* variables through lookuper (nil: the process
 // environment) and builds a Stack: the Stytch verifier, the cache backend
 // chosen by STYTCH_CACHE_BACKEND, the caching verifier and the middleware
-// Config. Logs go to stderr as text at STYTCH_LOG_LEVEL.
-func FromEnv(ctx context.Context, lookuper envconfig.Lookuper) (*Stack, error) {
+// Config. Logs go to stderr as text at STYTCH_LOG_LEVEL. Metrics and spans
+// go to the global OpenTelemetry providers unless opts say otherwise.
+func FromEnv(ctx context.Context, lookuper envconfig.Lookuper, opts ...StackOption) (*Stack, error) {
 	s, err := LoadSettings(ctx, lookuper)
 	if err != nil {
 		return nil, err
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: s.LogLevel}))
-	return NewStack(ctx, s, log)
+	return NewStack(ctx, s, log, opts...)
 }
 
 // NewStack builds a Stack from settings; log may be nil (slog.Default()).
-func NewStack(ctx context.Context, s *Settings, log *slog.Logger) (*Stack, error) {
+// opts (WithMeterProvider, WithTracerProvider) apply to every part.
+func NewStack(ctx context.Context, s *Settings, log *slog.Logger, opts ...StackOption) (*Stack, error) {
 	if s == nil {
 		return nil, errors.New("echostytch: NewStack needs settings")
 	}
 	if log == nil {
 		log = slog.Default()
+	}
+	var o stackOptions
+	for _, opt := range opts {
+		if opt != nil {
+			opt(&o)
+		}
 	}
 	st := &Stack{Settings: s, Logger: log}
 	ok := false
@@ -81,6 +113,7 @@ func NewStack(ctx context.Context, s *Settings, log *slog.Logger) (*Stack, error
 	sv, err := verifier.NewStytch(verifier.Config{
 		ProjectID: s.ProjectID, Secret: s.Secret, BaseURL: s.BaseURL,
 		Timeout: s.RequestTimeout, MaxRetries: s.MaxRetries, Logger: log,
+		MeterProvider: o.mp, TracerProvider: o.tp,
 	})
 	if err != nil {
 		return nil, err
@@ -90,7 +123,7 @@ func NewStack(ctx context.Context, s *Settings, log *slog.Logger) (*Stack, error
 	st.Policy = verifier.NewPolicyCache(sv.Client(), verifier.PolicyOptions{Logger: log})
 	st.closers = append(st.closers, st.Policy.Close)
 
-	store, closeStore, err := newStore(ctx, s, log)
+	store, closeStore, err := newStore(ctx, s, log, &o)
 	if err != nil {
 		return nil, err
 	}
@@ -100,6 +133,7 @@ func NewStack(ctx context.Context, s *Settings, log *slog.Logger) (*Stack, error
 	cv, err := cache.NewVerifier(sv, cache.VerifierConfig{
 		Store: store, Secret: []byte(s.Secret), Namespace: s.ProjectID,
 		TTL: s.CacheTTL, Logger: log,
+		MeterProvider: o.mp, TracerProvider: o.tp,
 	})
 	if err != nil {
 		return nil, err
@@ -107,7 +141,7 @@ func NewStack(ctx context.Context, s *Settings, log *slog.Logger) (*Stack, error
 	st.Cache = cv
 	st.closers = append(st.closers, cv.Close)
 
-	st.Config = Config{Verifier: cv, Logger: log, LogSensitiveData: s.LogSensitiveData}
+	st.Config = Config{Verifier: cv, Logger: log, LogSensitiveData: s.LogSensitiveData, MeterProvider: o.mp}
 	if _, err := st.Config.ToMiddleware(); err != nil {
 		return nil, err
 	}
@@ -116,8 +150,8 @@ func NewStack(ctx context.Context, s *Settings, log *slog.Logger) (*Stack, error
 	return st, nil
 }
 
-func newStore(ctx context.Context, s *Settings, log *slog.Logger) (cache.Store, func() error, error) {
-	mem := func() (*memory.Store, error) { return memory.New(memory.Options{}) }
+func newStore(ctx context.Context, s *Settings, log *slog.Logger, o *stackOptions) (cache.Store, func() error, error) {
+	mem := func() (*memory.Store, error) { return memory.New(memory.Options{MeterProvider: o.mp}) }
 	switch s.CacheBackend {
 	case CacheMemory:
 		m, err := mem()
@@ -126,30 +160,32 @@ func newStore(ctx context.Context, s *Settings, log *slog.Logger) (cache.Store, 
 		}
 		return m, m.Close, nil
 	case CacheRedis:
-		r, err := newRedis(ctx, s, log)
+		r, err := newRedis(ctx, s, log, o)
 		if err != nil {
 			return nil, nil, err
 		}
 		return r, r.Close, nil
 	case CacheTiered:
-		return newTiered(ctx, s, log)
+		return newTiered(ctx, s, log, o)
 	}
 	return nil, nil, &SettingError{Variable: "STYTCH_CACHE_BACKEND", Problem: fmt.Sprintf("unknown backend %q", s.CacheBackend)}
 }
 
 // newTiered builds an in-process L1 (ristretto) over a Redis L2; L1 entries
 // are dropped when Redis reports an invalidation or loses its connection.
-func newTiered(ctx context.Context, s *Settings, log *slog.Logger) (cache.Store, func() error, error) {
-	l2, err := newRedis(ctx, s, log)
+// L1 lookups are counted by the tiered store (tier "l1"), not by the L1
+// store itself.
+func newTiered(ctx context.Context, s *Settings, log *slog.Logger, o *stackOptions) (cache.Store, func() error, error) {
+	l2, err := newRedis(ctx, s, log, o)
 	if err != nil {
 		return nil, nil, err
 	}
-	l1, err := memory.New(memory.Options{})
+	l1, err := memory.New(memory.Options{MeterProvider: metricnoop.NewMeterProvider()})
 	if err != nil {
 		_ = l2.Close()
 		return nil, nil, err
 	}
-	t, err := tiered.New(l1, l2, tiered.Options{})
+	t, err := tiered.New(l1, l2, tiered.Options{MeterProvider: o.mp})
 	if err != nil {
 		_ = l1.Close()
 		_ = l2.Close()
@@ -162,8 +198,9 @@ func newTiered(ctx context.Context, s *Settings, log *slog.Logger) (cache.Store,
 // ("Redis down means slower, not broken"): until Redis is reachable every
 // request is verified through Stytch, and caching begins once it connects.
 // Only a URL that cannot be parsed is an error.
-func newRedis(ctx context.Context, s *Settings, log *slog.Logger) (*redis.Lazy, error) {
-	opts := redis.Options{Password: s.RedisPassword, DB: s.RedisDB, KeyPrefix: s.CachePrefix, Logger: log}
+func newRedis(ctx context.Context, s *Settings, log *slog.Logger, o *stackOptions) (*redis.Lazy, error) {
+	opts := redis.Options{Password: s.RedisPassword, DB: s.RedisDB, KeyPrefix: s.CachePrefix, Logger: log,
+		MeterProvider: o.mp, TracerProvider: o.tp}
 	if s.RedisSSL {
 		opts.TLS = &tls.Config{MinVersion: tls.VersionTLS12}
 	}

@@ -5,9 +5,11 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/ayzauth/ayzauth/internal/telemetry"
 	"github.com/ayzauth/ayzauth/verifier"
 )
 
@@ -16,6 +18,7 @@ type state struct {
 	cfg          Config
 	headers      headers
 	errorHandler func(c echo.Context, err error) error
+	tel          *telemetry.Middleware
 }
 
 const bearerPrefix = "Bearer "
@@ -56,13 +59,24 @@ func (st *state) middleware(next echo.HandlerFunc) echo.HandlerFunc {
 			st.cfg.BeforeFunc(c)
 		}
 		req := c.Request()
+		ctx := req.Context()
+		// The clock is read only when an SDK records durations.
+		var start time.Time
+		timed := st.tel.Timed(ctx)
+		if timed {
+			start = time.Now()
+		}
 		token, src, e := st.extract(req)
 		if e != nil {
-			return st.fail(c, next, e, src, token)
+			return st.fail(c, next, e, src, token, start)
 		}
-		s, err := st.cfg.Verifier.Verify(req.Context(), token)
+		s, err := st.cfg.Verifier.Verify(ctx, token)
 		if err != nil || s == nil {
-			return st.fail(c, next, verifyError(err), src, token)
+			return st.fail(c, next, verifyError(err), src, token, start)
+		}
+		st.tel.Count(ctx, telemetry.OutcomeOK)
+		if timed {
+			st.tel.Duration(ctx, telemetry.OutcomeOK, start)
 		}
 		if st.cfg.SessionInContext {
 			c.SetRequest(withSession(req, s, st))
@@ -87,9 +101,15 @@ func (st *state) middleware(next echo.HandlerFunc) echo.HandlerFunc {
 }
 
 // fail answers a failed authentication, or continues anonymously under
-// Optional.
-func (st *state) fail(c echo.Context, next echo.HandlerFunc, e *Error, src source, token string) error {
+// Optional. start is when the middleware started, if it is timed.
+func (st *state) fail(c echo.Context, next echo.HandlerFunc, e *Error, src source, token string, start time.Time) error {
 	degraded := e.Status >= 500
+	o := outcomeOf(e, st.cfg.Optional)
+	ctx := c.Request().Context()
+	st.tel.Count(ctx, o)
+	if !start.IsZero() {
+		st.tel.Duration(ctx, o, start)
+	}
 	if stats := st.cfg.Stats; stats != nil {
 		switch {
 		case st.cfg.Optional && degraded:
@@ -116,6 +136,27 @@ func (st *state) fail(c echo.Context, next echo.HandlerFunc, e *Error, src sourc
 		return next(c)
 	}
 	return st.errorHandler(c, e)
+}
+
+// outcomeOf is the ayzauth.outcome of a failed authentication.
+func outcomeOf(e *Error, optional bool) telemetry.Outcome {
+	switch {
+	case optional && e.Status >= 500:
+		return telemetry.OutcomeDegraded
+	case optional:
+		return telemetry.OutcomeAnonymous
+	case e.Kind == ErrTokenMissing:
+		return telemetry.OutcomeMissing
+	case e.Kind == ErrTokenMalformed:
+		return telemetry.OutcomeMalformed
+	case e.Kind == ErrTokenInvalid:
+		return telemetry.OutcomeInvalid
+	case e.Status == http.StatusForbidden:
+		return telemetry.OutcomeForbidden
+	case e.Status == http.StatusServiceUnavailable:
+		return telemetry.OutcomeUnavailable
+	}
+	return telemetry.OutcomeError
 }
 
 func (st *state) logSuccess(l *slog.Logger, c echo.Context, s *verifier.Session, src source, token string) {

@@ -2,9 +2,12 @@ package echostytch
 
 import (
 	"log/slog"
+	"net/http"
 	"slices"
 
 	"github.com/labstack/echo/v4"
+
+	"github.com/ayzauth/ayzauth/internal/telemetry"
 )
 
 // Requirements are what a route demands of the verified session, beyond
@@ -105,6 +108,9 @@ func requirementFailed(c echo.Context, sc slot, e *Error) error {
 		l.LogAttrs(ctx, slog.LevelDebug, "echostytch: requirement not met", attrs...)
 	}
 	if st != nil {
+		if e.Status == http.StatusForbidden {
+			st.tel.Count(ctx, telemetry.OutcomeForbidden)
+		}
 		return st.errorHandler(c, e)
 	}
 	return WriteError(c, e, "")

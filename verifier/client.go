@@ -14,6 +14,11 @@ import (
 	"net/url"
 	"strings"
 	"time"
+
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/ayzauth/ayzauth/internal/telemetry"
 )
 
 // Stytch API base URLs, chosen from the project ID.
@@ -65,6 +70,12 @@ type ClientConfig struct {
 	RetryMaxDelay  time.Duration
 	// UserAgent is sent with every call.
 	UserAgent string
+	// MeterProvider and TracerProvider receive the client's metrics
+	// (ayzauth.stytch.requests and ayzauth.stytch.duration, per attempt)
+	// and one client span per HTTP attempt. Nil means the global
+	// providers (otel.GetMeterProvider, otel.GetTracerProvider).
+	MeterProvider  metric.MeterProvider
+	TracerProvider trace.TracerProvider
 }
 
 // Client is a small typed client for the Stytch B2B endpoints a session
@@ -75,6 +86,7 @@ type Client struct {
 	auth    string
 	jwksURL string
 	hc      *http.Client
+	tel     *telemetry.Stytch
 }
 
 // NewClient returns a Client. It makes no network call.
@@ -122,6 +134,7 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 		auth:    "Basic " + base64.StdEncoding.EncodeToString([]byte(cfg.ProjectID+":"+cfg.Secret)),
 		jwksURL: base + pathJWKS + url.PathEscape(cfg.ProjectID),
 		hc:      hc,
+		tel:     telemetry.NewStytch(cfg.MeterProvider, cfg.TracerProvider, u.Hostname()),
 	}, nil
 }
 
@@ -239,7 +252,7 @@ func (c *Client) Authenticate(ctx context.Context, p AuthenticateParams) (*Authe
 	if err != nil {
 		return nil, fmt.Errorf("%w: encode request: %v", ErrMisconfigured, err)
 	}
-	raw, err := c.do(ctx, http.MethodPost, pathAuthenticate, body, true)
+	raw, err := c.do(ctx, epAuthenticate, http.MethodPost, pathAuthenticate, body, true)
 	if err != nil {
 		return nil, err
 	}
@@ -275,13 +288,13 @@ func (c *Client) Revoke(ctx context.Context, p RevokeParams) error {
 	if err != nil {
 		return fmt.Errorf("%w: encode request: %v", ErrMisconfigured, err)
 	}
-	_, err = c.do(ctx, http.MethodPost, pathRevoke, body, true)
+	_, err = c.do(ctx, epRevoke, http.MethodPost, pathRevoke, body, true)
 	return err
 }
 
 // JWKS fetches the project's B2B session JWKS and returns it as raw JSON.
 func (c *Client) JWKS(ctx context.Context) (json.RawMessage, error) {
-	return c.do(ctx, http.MethodGet, c.jwksURL[len(c.base):], nil, true)
+	return c.do(ctx, epJWKS, http.MethodGet, c.jwksURL[len(c.base):], nil, true)
 }
 
 // Permission grants actions on a resource ("*" grants every action).
@@ -312,7 +325,7 @@ type Policy struct {
 
 // Policy fetches the project's RBAC policy (GET /v1/b2b/rbac/policy).
 func (c *Client) Policy(ctx context.Context) (*Policy, error) {
-	raw, err := c.do(ctx, http.MethodGet, pathPolicy, nil, true)
+	raw, err := c.do(ctx, epPolicy, http.MethodGet, pathPolicy, nil, true)
 	if err != nil {
 		return nil, err
 	}
@@ -336,9 +349,20 @@ type errorBody struct {
 	ErrorMessage string `json:"error_message"`
 }
 
+// endpoint names an API endpoint in telemetry (ayzauth.stytch.endpoint)
+// and its path template (url.template: never the project ID).
+type endpoint struct{ name, template string }
+
+var (
+	epAuthenticate = endpoint{"authenticate", pathAuthenticate}
+	epRevoke       = endpoint{"revoke", pathRevoke}
+	epJWKS         = endpoint{"jwks", pathJWKS + "{project_id}"}
+	epPolicy       = endpoint{"policy", pathPolicy}
+)
+
 // do performs a call with retries. It returns the body of a 200/201 answer,
-// or an *APIError.
-func (c *Client) do(ctx context.Context, method, path string, body []byte, retry bool) ([]byte, error) {
+// or an *APIError. Each attempt is recorded (span, count, duration).
+func (c *Client) do(ctx context.Context, ep endpoint, method, path string, body []byte, retry bool) ([]byte, error) {
 	attempts := 1
 	if retry {
 		attempts += c.cfg.MaxRetries
@@ -358,7 +382,9 @@ func (c *Client) do(ctx context.Context, method, path string, body []byte, retry
 			case <-t.C:
 			}
 		}
-		raw, retryable, err := c.once(ctx, method, path, body)
+		actx, rec := c.tel.Start(ctx, ep.name, method, ep.template, attempt)
+		raw, retryable, status, terr, err := c.once(actx, method, path, body)
+		rec.End(actx, status, terr)
 		if err == nil {
 			return raw, nil
 		}
@@ -380,7 +406,10 @@ func (c *Client) backoff(attempt int) time.Duration {
 	return d/2 + rand.N(d/2+1)
 }
 
-func (c *Client) once(ctx context.Context, method, path string, body []byte) (raw []byte, retryable bool, err error) {
+// once makes one attempt. For telemetry, it also returns the HTTP status
+// received (0: none) and terr, the transport or read error when there was
+// no usable answer.
+func (c *Client) once(ctx context.Context, method, path string, body []byte) (raw []byte, retryable bool, status int, terr, err error) {
 	actx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
 	defer cancel()
 	var rd io.Reader
@@ -389,7 +418,7 @@ func (c *Client) once(ctx context.Context, method, path string, body []byte) (ra
 	}
 	req, err := http.NewRequestWithContext(actx, method, c.base+path, rd)
 	if err != nil {
-		return nil, false, &APIError{Kind: ErrMisconfigured, Endpoint: path, Err: err}
+		return nil, false, 0, err, &APIError{Kind: ErrMisconfigured, Endpoint: path, Err: err}
 	}
 	req.Header.Set("Authorization", c.auth)
 	req.Header.Set("Content-Type", "application/json")
@@ -397,7 +426,7 @@ func (c *Client) once(ctx context.Context, method, path string, body []byte) (ra
 	req.Header.Set("User-Agent", c.cfg.UserAgent)
 	resp, err := c.hc.Do(req)
 	if err != nil {
-		return nil, true, &APIError{Kind: ErrUnavailable, Endpoint: path, Err: redactURLError(err)}
+		return nil, true, 0, err, &APIError{Kind: ErrUnavailable, Endpoint: path, Err: redactURLError(err)}
 	}
 	defer resp.Body.Close()
 	raw, err = io.ReadAll(io.LimitReader(resp.Body, maxResponseBytes+1))
@@ -405,13 +434,13 @@ func (c *Client) once(ctx context.Context, method, path string, body []byte) (ra
 		err = errors.New("response too large")
 	}
 	if err != nil {
-		return nil, true, &APIError{Kind: ErrUnavailable, StatusCode: resp.StatusCode, Endpoint: path, Err: fmt.Errorf("read response: %w", err)}
+		return nil, true, resp.StatusCode, err, &APIError{Kind: ErrUnavailable, StatusCode: resp.StatusCode, Endpoint: path, Err: fmt.Errorf("read response: %w", err)}
 	}
 	if resp.StatusCode == http.StatusOK || resp.StatusCode == http.StatusCreated {
-		return raw, false, nil
+		return raw, false, resp.StatusCode, nil, nil
 	}
 	e, retryable := mapStatus(path, resp.StatusCode, raw)
-	return nil, retryable, e
+	return nil, retryable, resp.StatusCode, nil, e
 }
 
 // mapStatus turns an error answer into an *APIError and says whether the

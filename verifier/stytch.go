@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // Defaults of Config.
@@ -50,6 +52,10 @@ type Config struct {
 	Logger *slog.Logger
 	// Now is the clock (default time.Now); tests move it.
 	Now func() time.Time
+	// MeterProvider and TracerProvider receive the Stytch calls' metrics
+	// and spans (see ClientConfig). Nil means the global providers.
+	MeterProvider  metric.MeterProvider
+	TracerProvider trace.TracerProvider
 }
 
 // Stytch is the production Verifier and Revoker. It routes each token by
@@ -83,6 +89,7 @@ func NewStytch(cfg Config) (*Stytch, error) {
 	c, err := NewClient(ClientConfig{
 		ProjectID: cfg.ProjectID, Secret: cfg.Secret, BaseURL: cfg.BaseURL,
 		HTTPClient: cfg.HTTPClient, Timeout: cfg.Timeout, MaxRetries: cfg.MaxRetries,
+		MeterProvider: cfg.MeterProvider, TracerProvider: cfg.TracerProvider,
 	})
 	if err != nil {
 		return nil, err

@@ -29,9 +29,12 @@ import (
 	"sync"
 	"time"
 
-	"github.com/ayzauth/ayzauth/cache"
 	"github.com/cespare/xxhash/v2"
 	"github.com/dgraph-io/ristretto/v2"
+	"go.opentelemetry.io/otel/metric"
+
+	"github.com/ayzauth/ayzauth/cache"
+	"github.com/ayzauth/ayzauth/internal/telemetry"
 )
 
 // Defaults for Options.
@@ -60,6 +63,11 @@ type Options struct {
 	// Metrics enables ristretto's counters (small overhead on every call),
 	// reported by Store.Metrics.
 	Metrics bool
+	// MeterProvider receives the store's lookups (ayzauth.cache.lookups,
+	// tier "memory", result hit or miss). Nil means the global provider;
+	// pass a no-op provider (go.opentelemetry.io/otel/metric/noop) for a
+	// store whose lookups are counted by a layer above (a tiered L1).
+	MeterProvider metric.MeterProvider
 }
 
 // Metrics is a snapshot of the cache counters. All fields are zero unless
@@ -85,6 +93,7 @@ type Store struct {
 	closed  bool
 	c       *ristretto.Cache[string, []byte]
 	stripes [numStripes]sync.Mutex // serialise writes per key (Add is check-then-set)
+	tel     *telemetry.Cache
 }
 
 var (
@@ -116,7 +125,7 @@ func New(opts Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("memory: %w", err)
 	}
-	return &Store{c: c}, nil
+	return &Store{c: c, tel: telemetry.NewCache(opts.MeterProvider)}, nil
 }
 
 func (s *Store) stripe(key string) *sync.Mutex {
@@ -126,7 +135,7 @@ func (s *Store) stripe(key string) *sync.Mutex {
 // Get returns the value stored under key, or cache.ErrNotFound. The returned
 // slice is shared with the cache and with other readers: do not modify it.
 // Get does not allocate.
-func (s *Store) Get(_ context.Context, key string) ([]byte, error) {
+func (s *Store) Get(ctx context.Context, key string) ([]byte, error) {
 	s.mu.RLock()
 	if s.closed {
 		s.mu.RUnlock()
@@ -135,8 +144,10 @@ func (s *Store) Get(_ context.Context, key string) ([]byte, error) {
 	v, ok := s.c.Get(key)
 	s.mu.RUnlock()
 	if !ok {
+		s.tel.Lookup(ctx, telemetry.TierMemory, telemetry.Miss)
 		return nil, cache.ErrNotFound
 	}
+	s.tel.Lookup(ctx, telemetry.TierMemory, telemetry.Hit)
 	return v, nil
 }
 

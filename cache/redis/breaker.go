@@ -25,6 +25,16 @@ type breaker struct {
 	mu        sync.Mutex
 	openUntil time.Time
 	probing   bool
+
+	// onChange, if set, is called (under mu) when the breaker opens
+	// (true) or closes again (false).
+	onChange func(open bool)
+}
+
+func (b *breaker) changed(open bool) {
+	if b.onChange != nil {
+		b.onChange(open)
+	}
 }
 
 type outcome int
@@ -64,8 +74,11 @@ func (b *breaker) done(o outcome, probe bool) {
 		case failure:
 			if b.failures.Add(1) >= int64(b.threshold) && b.state.Load() == stateClosed {
 				b.mu.Lock()
-				b.openUntil = time.Now().Add(b.cooldown)
-				b.state.Store(stateOpen)
+				if b.state.Load() == stateClosed { // not opened meanwhile
+					b.openUntil = time.Now().Add(b.cooldown)
+					b.state.Store(stateOpen)
+					b.changed(true)
+				}
 				b.mu.Unlock()
 			}
 		}
@@ -77,7 +90,10 @@ func (b *breaker) done(o outcome, probe bool) {
 	switch o {
 	case success:
 		b.failures.Store(0)
-		b.state.Store(stateClosed)
+		if b.state.Load() != stateClosed {
+			b.state.Store(stateClosed)
+			b.changed(false)
+		}
 	case failure:
 		b.openUntil = time.Now().Add(b.cooldown)
 	}

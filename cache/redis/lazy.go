@@ -13,6 +13,7 @@ import (
 	"github.com/redis/rueidis"
 
 	"github.com/ayzauth/ayzauth/cache"
+	"github.com/ayzauth/ayzauth/internal/telemetry"
 )
 
 // Backoff bounds of a Lazy store's background connection attempts.
@@ -55,6 +56,8 @@ type Lazy struct {
 	stop       context.CancelFunc
 	done       chan struct{}
 	attempts   atomic.Int64
+
+	tel *telemetry.Cache // lookups refused before the connection
 }
 
 var (
@@ -83,6 +86,7 @@ func NewLazyFromURL(ctx context.Context, url string, opts Options) (*Lazy, error
 		claimedCSC: !opts.DisableClientCache,
 		ready:      make(chan struct{}),
 		done:       make(chan struct{}),
+		tel:        telemetry.NewCache(opts.MeterProvider),
 	}
 	bg, stop := context.WithCancel(context.Background())
 	l.stop = stop
@@ -198,6 +202,7 @@ func (l *Lazy) store() (*Store, error) {
 func (l *Lazy) Get(ctx context.Context, key string) ([]byte, error) {
 	s, err := l.store()
 	if err != nil {
+		recordGet(ctx, l.tel, false, err)
 		return nil, err
 	}
 	return s.Get(ctx, key)
@@ -210,6 +215,7 @@ func (l *Lazy) Get(ctx context.Context, key string) ([]byte, error) {
 func (l *Lazy) GetWithTTL(ctx context.Context, key string) ([]byte, time.Duration, error) {
 	s, err := l.store()
 	if err != nil {
+		recordGet(ctx, l.tel, false, err)
 		return nil, 0, err
 	}
 	v, ttl, err := s.GetWithTTL(ctx, key)

@@ -43,8 +43,12 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/ayzauth/ayzauth/cache"
 	"github.com/redis/rueidis"
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/ayzauth/ayzauth/cache"
+	"github.com/ayzauth/ayzauth/internal/telemetry"
 )
 
 // Defaults for Options.
@@ -117,6 +121,13 @@ type Options struct {
 	// Logger receives operational messages (fallbacks, breaker changes).
 	// Nil discards them.
 	Logger *slog.Logger
+	// MeterProvider receives the store's lookups (ayzauth.cache.lookups,
+	// tier "redis") and breaker transitions; TracerProvider a client span
+	// per command sent to the server (SET, DEL, and GETs that bypass the
+	// client-side cache; reads through it get none). Nil means the global
+	// providers.
+	MeterProvider  metric.MeterProvider
+	TracerProvider trace.TracerProvider
 }
 
 // Stats are counters for observing the store (and testing the breaker).
@@ -145,6 +156,7 @@ type Store struct {
 	log       *slog.Logger
 	br        *breaker
 	recent    *recentWrites
+	tel       *telemetry.Redis
 
 	closed atomic.Bool
 
@@ -254,7 +266,9 @@ func newStore(ctx context.Context, co rueidis.ClientOption, opts Options) (*Stor
 		br:        &breaker{threshold: opts.FailureThreshold, cooldown: opts.Cooldown},
 		recent:    newRecentWrites(opts.RecentWriteWindow),
 		keySeed:   maphash.MakeSeed(),
+		tel:       telemetry.NewRedis(opts.MeterProvider, opts.TracerProvider),
 	}
+	s.br.onChange = s.tel.Breaker.Changed
 	co.OnInvalidations = s.onInvalidations
 
 	if err := ctx.Err(); err != nil {
@@ -442,7 +456,8 @@ func callerDeadlinePassed(ctx context.Context) bool {
 // The returned slice may alias rueidis's client-side cache memory
 // (RedisMessage.AsBytes): callers must not modify it.
 func (s *Store) Get(ctx context.Context, key string) ([]byte, error) {
-	v, _, _, err := s.get(ctx, key, false)
+	v, _, local, err := s.get(ctx, key, false)
+	recordGet(ctx, s.tel.Cache, local, err)
 	return v, err
 }
 
@@ -454,7 +469,8 @@ func (s *Store) Get(ctx context.Context, key string) ([]byte, error) {
 // within RecentWriteWindow) — such a value must not be cached above, or only
 // briefly. The returned slice must not be modified.
 func (s *Store) GetWithTTL(ctx context.Context, key string) ([]byte, time.Duration, error) {
-	v, ttl, _, err := s.get(ctx, key, true)
+	v, ttl, local, err := s.get(ctx, key, true)
+	recordGet(ctx, s.tel.Cache, local, err)
 	return v, ttl, err
 }
 
@@ -491,6 +507,8 @@ func (s *Store) get(ctx context.Context, key string, wantTTL bool) ([]byte, time
 	}
 	cctx, cancel := context.WithTimeout(ctx, s.opTimeout)
 	defer cancel()
+	cctx, span := s.tel.Start(cctx, "GET")
+	defer span.End()
 	if !wantTTL {
 		v, err := s.client.Do(cctx, s.client.B().Get().Key(fk).Build()).AsBytes()
 		if rueidis.IsRedisNil(err) {
@@ -545,11 +563,13 @@ func expiry(ttl time.Duration) (int64, bool) {
 // nothing and deletes any older value instead, so a superseded value is not
 // served. value may be retained by rueidis until the command is written:
 // do not modify it during the call.
-func (s *Store) Set(ctx context.Context, key string, value []byte, ttl time.Duration) error {
+func (s *Store) Set(ctx context.Context, key string, value []byte, ttl time.Duration) (err error) {
 	exp, ok := expiry(ttl)
 	if !ok {
 		return s.Delete(ctx, key)
 	}
+	ctx, span := s.tel.Start(ctx, "SET")
+	defer func() { telemetry.EndRedisSpan(span, err) }()
 	cctx, cancel, probe, err := s.begin(ctx)
 	if err != nil {
 		return err
@@ -566,11 +586,13 @@ func (s *Store) Set(ctx context.Context, key string, value []byte, ttl time.Dura
 // Add stores value under key until now+ttl unless key holds a value
 // (SET NX PXAT) and reports whether it stored it. With less than 1 ms left
 // it does nothing and reports false.
-func (s *Store) Add(ctx context.Context, key string, value []byte, ttl time.Duration) (bool, error) {
+func (s *Store) Add(ctx context.Context, key string, value []byte, ttl time.Duration) (stored bool, err error) {
 	exp, ok := expiry(ttl)
 	if !ok {
 		return false, nil
 	}
+	ctx, span := s.tel.Start(ctx, "SET")
+	defer func() { telemetry.EndRedisSpan(span, err) }()
 	cctx, cancel, probe, err := s.begin(ctx)
 	if err != nil {
 		return false, err
@@ -592,7 +614,9 @@ func (s *Store) Add(ctx context.Context, key string, value []byte, ttl time.Dura
 }
 
 // Delete removes key (DEL). Deleting a missing key is not an error.
-func (s *Store) Delete(ctx context.Context, key string) error {
+func (s *Store) Delete(ctx context.Context, key string) (err error) {
+	ctx, span := s.tel.Start(ctx, "DEL")
+	defer func() { telemetry.EndRedisSpan(span, err) }()
 	cctx, cancel, probe, err := s.begin(ctx)
 	if err != nil {
 		return err

@@ -28,7 +28,10 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.opentelemetry.io/otel/metric"
+
 	"github.com/ayzauth/ayzauth/cache"
+	"github.com/ayzauth/ayzauth/internal/telemetry"
 )
 
 // Defaults for Options.
@@ -53,6 +56,12 @@ type Options struct {
 	// MaxL1TTL caps the life of L1 entries when L2 reports TTLs and
 	// invalidates. Default 5 min.
 	MaxL1TTL time.Duration
+	// MeterProvider receives the L1 lookups (ayzauth.cache.lookups, tier
+	// "l1", result hit or miss); L2 lookups are recorded by the L2 store
+	// under its own tier (cache/redis: "redis"). Nil means the global
+	// provider. Build the L1 store with a no-op provider so that its
+	// lookups are not also counted under its own tier ("memory").
+	MeterProvider metric.MeterProvider
 }
 
 // Store is a two-level cache.Store, cache.Adder and cache.Invalidator. It
@@ -71,6 +80,8 @@ type Store struct {
 
 	cbMu sync.Mutex
 	cbs  atomic.Pointer[[]func([]string)]
+
+	tel *telemetry.Cache
 }
 
 var (
@@ -95,7 +106,7 @@ func New(l1, l2 cache.Store, opts Options) (*Store, error) {
 	if opts.MaxL1TTL <= 0 {
 		opts.MaxL1TTL = DefaultMaxL1TTL
 	}
-	s := &Store{l1: l1, l2: l2, l1TTL: opts.L1TTL, maxTTL: opts.MaxL1TTL}
+	s := &Store{l1: l1, l2: l2, l1TTL: opts.L1TTL, maxTTL: opts.MaxL1TTL, tel: telemetry.NewCache(opts.MeterProvider)}
 	s.ttlGet, _ = l2.(TTLGetter)
 	if inv, ok := l2.(cache.Invalidator); ok {
 		s.coherent = true
@@ -117,8 +128,10 @@ func (s *Store) Get(ctx context.Context, key string) ([]byte, error) {
 	}
 	gen := s.gen.Load()
 	if v, err := s.l1.Get(ctx, key); err == nil && len(v) >= hdr && binary.LittleEndian.Uint64(v) == gen {
+		s.tel.Lookup(ctx, telemetry.TierL1, telemetry.Hit)
 		return v[hdr:], nil
 	}
+	s.tel.Lookup(ctx, telemetry.TierL1, telemetry.Miss)
 	seen := s.seq.Load()
 	var (
 		v   []byte
