@@ -199,6 +199,9 @@ func newState(cfg Config) (*state, error) {
 		return nil, fmt.Errorf("echostytch: invalid Config: %w", errors.Join(errs...))
 	}
 	st := &state{cfg: cfg, headers: newHeaders(cfg.Realm, cfg.RetryAfter), tel: telemetry.NewMiddleware(cfg.MeterProvider)}
+	if sc, ok := cfg.Verifier.(shapeChecker); ok && sc.ChecksTokenShape() {
+		st.lazyShape = true
+	}
 	st.errorHandler = cfg.ErrorHandler
 	if st.errorHandler == nil {
 		st.errorHandler = func(c echo.Context, err error) error { return st.headers.write(c, err) }

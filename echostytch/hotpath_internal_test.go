@@ -17,6 +17,8 @@ import (
 	"github.com/labstack/echo/v4/middleware"
 	"github.com/stretchr/testify/require"
 
+	"github.com/ayzauth/ayzauth/cache"
+	"github.com/ayzauth/ayzauth/cache/memory"
 	"github.com/ayzauth/ayzauth/verifier"
 )
 
@@ -271,4 +273,96 @@ func TestSessionTableConcurrent(t *testing.T) {
 	}
 	wg.Wait()
 	require.Zero(t, bad.Load())
+}
+
+// recordingVerifier accepts every token (as tokenVerifier) and records the
+// tokens it was asked about.
+type recordingVerifier struct {
+	tokenVerifier
+	mu    sync.Mutex
+	calls []string
+}
+
+func (r *recordingVerifier) Verify(ctx context.Context, token string) (*verifier.Session, error) {
+	r.mu.Lock()
+	r.calls = append(r.calls, token)
+	r.mu.Unlock()
+	return r.tokenVerifier.Verify(ctx, token)
+}
+
+// strictOnly hides ChecksTokenShape: the middleware checks shapes first.
+type strictOnly struct{ verifier.Verifier }
+
+// With a verifier that checks shapes itself (cache.Verifier), the fast path
+// skips the middleware's own check; every answer must be exactly the one of
+// the checking path, and no malformed token may reach the inner verifier.
+func TestLazyShapeAnswersAsStrict(t *testing.T) {
+	inner := &recordingVerifier{}
+	mem, err := memory.New(memory.Options{})
+	require.NoError(t, err)
+	defer mem.Close()
+	cv, err := cache.NewVerifier(inner, cache.VerifierConfig{Store: mem, Secret: []byte("s"), Namespace: "p"})
+	require.NoError(t, err)
+	defer cv.Close()
+	lazy, err := newState(Config{Verifier: cv})
+	require.NoError(t, err)
+	require.True(t, lazy.lazyShape)
+	strict, err := newState(Config{Verifier: strictOnly{cv}})
+	require.NoError(t, err)
+	require.False(t, strict.lazyShape)
+
+	handler := func(c echo.Context) error { return c.String(http.StatusOK, MustMember(c).MemberID) }
+	good := strings.Repeat("g", 44)
+	jwt := "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJtIn0.c2lnbmF0dXJlc2lnbmF0dXJl"
+	type req struct{ header, value string }
+	cases := []req{
+		{"Authorization", "Bearer " + good},
+		{"Authorization", "Bearer " + jwt},
+		{"Authorization", "Bearer  " + good + " "}, // tolerated spaces
+		{"Authorization", "bearer " + good},
+		{"Authorization", "Bearer " + good + " extra"},
+		{"Authorization", "Bearer " + good[:10]},                  // too short
+		{"Authorization", "Bearer " + good + "!"},                 // bad character
+		{"Authorization", "Bearer " + good + "\t"},                // control character
+		{"Authorization", "Bearer " + good + "\x00"},              // NUL
+		{"Authorization", "Bearer " + good + "é"},                 // non-ASCII
+		{"Authorization", "Bearer a.b"},                           // two segments
+		{"Authorization", "Bearer a..b"},                          // empty segment
+		{"Authorization", "Bearer " + jwt + "."},                  // four segments
+		{"Authorization", "Bearer " + strings.Repeat("x", 300)},   // too long for opaque
+		{"Authorization", "Bearer " + strings.Repeat("x.", 5000)}, // too long
+		{"Authorization", "Bearer "},
+		{"Authorization", "Basic " + good},
+		{"Cookie", "stytch_session=" + good},
+		{"Cookie", "stytch_session_jwt=" + jwt},
+		{"Cookie", "stytch_session_jwt=" + jwt + "$"},
+		{"Cookie", "stytch_session=" + good[:5]},
+		{"Cookie", "stytch_session=" + good + "%20"},
+		{"Cookie", "stytch_session=\"" + good + "\""},
+	}
+	serveWith := func(st *state, r req) *httptest.ResponseRecorder {
+		e := echo.New()
+		e.GET("/r", handler, st.middleware)
+		hr := httptest.NewRequest(http.MethodGet, "/r", nil)
+		hr.Header.Set(r.header, r.value)
+		rec := httptest.NewRecorder()
+		e.ServeHTTP(rec, hr)
+		return rec
+	}
+	for round := range 2 { // the second round answers from the cache
+		for _, r := range cases {
+			want := serveWith(strict, r)
+			got := serveWith(lazy, r)
+			require.Equal(t, want.Code, got.Code, "round %d %q", round, r.value)
+			require.Equal(t, want.Body.String(), got.Body.String(), "round %d %q", round, r.value)
+			require.Equal(t, want.Header().Get(echo.HeaderWWWAuthenticate), got.Header().Get(echo.HeaderWWWAuthenticate), "%q", r.value)
+		}
+	}
+	inner.mu.Lock()
+	defer inner.mu.Unlock()
+	require.NotEmpty(t, inner.calls)
+	for _, tok := range inner.calls {
+		_, err := verifier.Classify(tok)
+		require.NoError(t, err, "a malformed token reached the inner verifier: %q", tok)
+	}
 }

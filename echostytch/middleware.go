@@ -19,7 +19,16 @@ type state struct {
 	headers      headers
 	errorHandler func(c echo.Context, err error) error
 	tel          *telemetry.Middleware
+	// lazyShape: the Verifier checks token shapes itself before anything
+	// leaves the process (shapeChecker), so the fast path hands it tokens
+	// unchecked and checks them only when it answers "malformed".
+	lazyShape bool
 }
+
+// shapeChecker is implemented by verifiers that check a token's shape
+// (verifier.Classify) before anything but a keyed hash of it leaves the
+// process, and only ever accept well-formed tokens (cache.Verifier).
+type shapeChecker interface{ ChecksTokenShape() bool }
 
 const bearerPrefix = "Bearer "
 
@@ -66,11 +75,23 @@ func (st *state) middleware(next echo.HandlerFunc) echo.HandlerFunc {
 		if timed {
 			start = time.Now()
 		}
-		token, src, e := st.extract(req)
+		token, src, e := st.extract(req, st.lazyShape)
 		if e != nil {
 			return st.fail(c, next, e, src, token, start)
 		}
 		s, err := st.cfg.Verifier.Verify(ctx, token)
+		if st.lazyShape && errors.Is(err, verifier.ErrMalformedToken) {
+			// The token was not checked: answer as the checking path
+			// would (its reason, or the token it would have extracted).
+			strict, ssrc, se := st.extract(req, false)
+			if se != nil {
+				return st.fail(c, next, se, ssrc, strict, start)
+			}
+			if strict != token {
+				token, src = strict, ssrc
+				s, err = st.cfg.Verifier.Verify(ctx, token)
+			}
+		}
 		if err != nil || s == nil {
 			return st.fail(c, next, verifyError(err), src, token, start)
 		}
@@ -216,7 +237,9 @@ func (st *state) logFailure(c echo.Context, e *Error, src source, token string) 
 // the session-token cookie, and checks its shape with verifier.Classify. It
 // returns an *Error (missing or malformed) when there is no usable token;
 // the token is then returned only if it was found (for its fingerprint).
-func (st *state) extract(r *http.Request) (string, source, *Error) {
+// With lazy, a token of the common forms ("Bearer <token>", a cookie) is
+// returned without its shape checked (see state.lazyShape).
+func (st *state) extract(r *http.Request, lazy bool) (string, source, *Error) {
 	if vals := r.Header[echo.HeaderAuthorization]; len(vals) > 0 {
 		if len(vals) > 1 {
 			return "", sourceHeader, malformedError("multiple Authorization headers are not allowed", nil)
@@ -226,7 +249,7 @@ func (st *state) extract(r *http.Request) (string, source, *Error) {
 		// that passes verifier.Classify has no spaces, control or
 		// non-ASCII characters, so the full parse would find the same.
 		if len(v) > len(bearerPrefix) && len(v) <= st.cfg.MaxHeaderLength && v[:len(bearerPrefix)] == bearerPrefix {
-			if wellFormed(v[len(bearerPrefix):]) {
+			if lazy || wellFormed(v[len(bearerPrefix):]) {
 				return v[len(bearerPrefix):], sourceHeader, nil
 			}
 		}
@@ -234,24 +257,24 @@ func (st *state) extract(r *http.Request) (string, source, *Error) {
 		if reason != "" {
 			return "", sourceHeader, malformedError(reason, nil)
 		}
-		return classified(token, sourceHeader)
+		return classified(token, sourceHeader, lazy)
 	}
 	if st.cfg.NoCookies {
 		return "", sourceNone, missingTokenError()
 	}
 	if cookies := r.Header[echo.HeaderCookie]; len(cookies) > 0 {
 		if v := cookieValue(cookies, st.cfg.CookieJWT); v != "" {
-			return classified(v, sourceCookieJWT)
+			return classified(v, sourceCookieJWT, lazy)
 		}
 		if v := cookieValue(cookies, st.cfg.CookieToken); v != "" {
-			return classified(v, sourceCookieToken)
+			return classified(v, sourceCookieToken, lazy)
 		}
 	}
 	return "", sourceNone, missingTokenError()
 }
 
-func classified(token string, src source) (string, source, *Error) {
-	if wellFormed(token) {
+func classified(token string, src source, lazy bool) (string, source, *Error) {
+	if lazy || wellFormed(token) {
 		return token, src, nil
 	}
 	if _, err := verifier.Classify(token); err != nil {
