@@ -175,6 +175,14 @@ func (s *Stytch) Verify(ctx context.Context, token string) (*Session, error) {
 	return sess, err
 }
 
+// forThisProject reports whether the claims name one of our issuers and
+// our project as audience.
+func (s *Stytch) forThisProject(claims jwt.MapClaims) bool {
+	iss, _ := claims.GetIssuer()
+	aud, _ := claims.GetAudience()
+	return slices.Contains(s.issuers, iss) && slices.Contains(aud, s.cfg.ProjectID)
+}
+
 // errAskAPI: the local check cannot decide; the API may still say yes.
 var errAskAPI = errors.New("local JWT check inconclusive")
 
@@ -187,17 +195,31 @@ func (s *Stytch) VerifyJWT(ctx context.Context, token string) (*Session, error) 
 	t, err := s.parser.ParseWithClaims(token, claims, s.keys.key(ctx))
 	switch {
 	case err == nil && t.Valid:
-	case errors.Is(err, errUnknownKID):
-		return nil, &TokenError{Kind: ErrInvalidSession, Reason: "JWT signed by an unknown key", Err: errAskAPI}
-	case errors.Is(err, jwt.ErrTokenExpired):
-		return nil, &TokenError{Kind: ErrInvalidSession, Reason: "JWT expired", Err: errAskAPI}
 	case errors.Is(err, jwt.ErrTokenMalformed):
 		return nil, &TokenError{Kind: ErrMalformedToken, Reason: "JWT is malformed"}
+	case errors.Is(err, jwt.ErrTokenInvalidAudience):
+		return nil, invalid("JWT audience mismatch", nil)
+	case errors.Is(err, errUnknownKID), errors.Is(err, jwt.ErrTokenExpired),
+		errors.Is(err, jwt.ErrTokenNotValidYet), errors.Is(err, jwt.ErrTokenUsedBeforeIssued):
+		// Only the API can still say yes: the key may be newer than our
+		// JWKS, the session may outlive the JWT, our clock may lag. Ask it
+		// only about tokens issued for this project: the API would refuse
+		// the others, and an unknown kid means the claims are unverified.
+		if !s.forThisProject(claims) {
+			return nil, invalid("JWT issuer or audience mismatch", nil)
+		}
+		reason := "JWT expired"
+		switch {
+		case errors.Is(err, errUnknownKID):
+			reason = "JWT signed by an unknown key"
+		case errors.Is(err, jwt.ErrTokenNotValidYet), errors.Is(err, jwt.ErrTokenUsedBeforeIssued):
+			reason = "JWT not valid yet (clock skew)"
+		}
+		return nil, &TokenError{Kind: ErrInvalidSession, Reason: reason, Err: errAskAPI}
 	default:
 		return nil, invalid("JWT rejected", err)
 	}
-	iss, _ := claims.GetIssuer()
-	if !slices.Contains(s.issuers, iss) {
+	if !s.forThisProject(claims) {
 		return nil, invalid("JWT issuer mismatch", nil)
 	}
 	if s.cfg.MaxTokenAge > 0 {

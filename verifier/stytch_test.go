@@ -291,7 +291,11 @@ func TestAdversarialJWTsRejectedWithoutCall(t *testing.T) {
 	require.NoError(t, err)
 	wrongAud, err := f.emu.MintJWT(f.sess.ID, stytchtest.WithAudience("project-test-other"))
 	require.NoError(t, err)
-	notYet, err := f.emu.MintJWT(f.sess.ID, stytchtest.WithNotBefore(time.Now().Add(time.Hour)))
+	expiredWrongAud, err := f.emu.MintJWT(f.sess.ID, stytchtest.WithAudience("project-test-other"), stytchtest.WithIssuedAt(time.Now().Add(-time.Hour)))
+	require.NoError(t, err)
+	expiredWrongIss, err := f.emu.MintJWT(f.sess.ID, stytchtest.WithIssuer("stytch.com/project-test-other"), stytchtest.WithIssuedAt(time.Now().Add(-time.Hour)))
+	require.NoError(t, err)
+	unknownKeyWrongAud, err := f.emu.MintJWT(f.sess.ID, stytchtest.WithSigningKey(foreign), stytchtest.WithKID("jwk-test-unknown"), stytchtest.WithAudience("project-test-other"))
 	require.NoError(t, err)
 	pathKID, err := f.emu.MintJWT(f.sess.ID, stytchtest.WithKID("../../etc/passwd"))
 	require.NoError(t, err)
@@ -304,7 +308,8 @@ func TestAdversarialJWTsRejectedWithoutCall(t *testing.T) {
 
 	cases := map[string]string{
 		"alg none": algNone, "HS256 with the RSA public key": hsTok, "foreign key, known kid": foreignTok,
-		"wrong iss": wrongIss, "wrong aud": wrongAud, "nbf in the future": notYet,
+		"wrong iss": wrongIss, "wrong aud": wrongAud,
+		"expired, wrong aud": expiredWrongAud, "expired, wrong iss": expiredWrongIss, "unknown key, wrong aud": unknownKeyWrongAud,
 		"kid is a path": pathKID, "kid is a URL": urlKID, "no kid": noKID, "bad signature": badSig,
 	}
 	jwksBefore := f.emu.Calls(stytchtest.JWKS)
@@ -316,7 +321,24 @@ func TestAdversarialJWTsRejectedWithoutCall(t *testing.T) {
 		})
 	}
 	assert.Equal(t, 0, f.emu.Calls(stytchtest.Authenticate), "no API call for any of them")
-	assert.Equal(t, jwksBefore, f.emu.Calls(stytchtest.JWKS), "no JWKS refetch either")
+	assert.LessOrEqual(t, f.emu.Calls(stytchtest.JWKS), jwksBefore+1, "at most the one rate-limited refetch for the unknown kid")
+}
+
+// TestClockSkewAsksAPI: a genuine JWT whose iat/nbf lie ahead of our clock
+// (beyond the leeway) is not refused outright: the API decides.
+func TestClockSkewAsksAPI(t *testing.T) {
+	f := newFixture(t)
+	for _, opt := range []stytchtest.JWTOption{
+		stytchtest.WithIssuedAt(time.Now().Add(30 * time.Second)),
+		stytchtest.WithNotBefore(time.Now().Add(time.Hour)),
+	} {
+		tok, err := f.emu.MintJWT(f.sess.ID, opt)
+		require.NoError(t, err)
+		s, err := f.v.Verify(context.Background(), tok)
+		require.NoError(t, err)
+		assert.Equal(t, f.sess.MemberID, s.MemberID)
+	}
+	assert.Equal(t, 2, f.emu.Calls(stytchtest.Authenticate))
 }
 
 var (
