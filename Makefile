@@ -1,6 +1,8 @@
 # ayz-auth for Go. `make run` starts the demo, `make test` runs every test.
 GO       ?= go
-PKGS     := ./... $(patsubst %,./%,$(wildcard _examples/*/))
+# Examples with their own go.mod (_examples/observability) are modules of their own: tested by `make test` in their directory.
+MODULE_EXAMPLES := $(dir $(wildcard _examples/*/go.mod))
+PKGS     := ./... $(patsubst %,./%,$(filter-out $(MODULE_EXAMPLES),$(wildcard _examples/*/)))
 BENCHTIME ?= 1s
 COUNT    ?= 6
 
@@ -10,9 +12,10 @@ COUNT    ?= 6
 run:
 	$(GO) run ./_examples/basic
 
-## test: vet, then race tests of everything (examples included)
+## test: vet, then race tests of everything (examples included, the observability example in its own module)
 test: vet
 	$(GO) test -race -count=1 -timeout 15m $(PKGS)
+	cd _examples/observability && $(GO) vet ./... && $(GO) test -race -count=1 ./...
 
 vet:
 	@test -z "$$(gofmt -l . | tee /dev/stderr)" || (echo "gofmt: files above need formatting"; exit 1)

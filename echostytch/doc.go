@@ -62,4 +62,15 @@
 // first 8 hex characters of their SHA-256); member emails and IDs only with
 // Config.LogSensitiveData; secrets never. Nothing is built for a log record
 // when its level is disabled.
+//
+// # Metrics and traces
+//
+// The middleware, the caches and the Stytch client record OpenTelemetry
+// metrics (requests by outcome, cache lookups by tier and result, Stytch
+// calls by endpoint and status, ...) and spans (a verification on a miss,
+// Stytch and Redis calls; never a cache hit) through the global providers,
+// or those given with Config.MeterProvider, WithMeterProvider and
+// WithTracerProvider. Without an SDK installed they cost a few no-op calls
+// per request and no allocation. The README's "Observability" lists the
+// names and attributes; none holds a token, an ID, an email or a secret.
 package echostytch
