@@ -31,6 +31,12 @@ const (
 	// by every instance sharing the store for its whole life.
 	tombstoneFloor = 6 * time.Minute
 	maxNegEntries  = 50_000
+	// maxTombstones bounds the in-process tombstone table; tombSweepEvery
+	// is how often a revocation sweeps expired entries from it.
+	maxTombstones  = 100_000
+	tombSweepEvery = 10 * time.Second
+	// tombstoneWriteTimeout bounds the tombstone write of a revocation.
+	tombstoneWriteTimeout = 2 * time.Second
 )
 
 // VerifierConfig configures a caching Verifier.
@@ -103,9 +109,10 @@ type Verifier struct {
 	tel     *telemetry.Cache
 	tracer  trace.Tracer
 
-	tombMu    sync.RWMutex
-	tombs     map[[32]byte]int64 // token hash -> expiry (unix ms)
-	tombCount atomic.Int64
+	tombMu      sync.RWMutex
+	tombs       map[[32]byte]int64 // token hash -> expiry (unix ms)
+	tombCount   atomic.Int64
+	tombSweepAt int64 // unix ms; under tombMu
 
 	negMu sync.RWMutex
 	neg   map[[32]byte]int64
@@ -278,7 +285,17 @@ func (v *Verifier) miss(ctx context.Context, token, key string, hv [32]byte) (*v
 		if v.tombstonedSince(h, started) {
 			return nil, errRevoked // revoked while we were asking
 		}
-		v.fill(fctx, key, h, s, jwtExpiryMillis(token))
+		// A JWT verified locally is trusted until its exp only (a JWT
+		// revoked out of band stays valid locally that long, not longer).
+		// When the API vouched for the session (it returned a fresh JWT,
+		// e.g. for an expired JWT cookie), the entry is bounded like an
+		// opaque token's: otherwise an idle tab's expired JWT would cost a
+		// Stytch call on every request.
+		var capMs int64
+		if s.SessionJWT == "" {
+			capMs = jwtExpiryMillis(token)
+		}
+		v.fill(fctx, key, h, s, capMs)
 		return flightResult{sess: s}, nil
 	})
 	var (
@@ -399,7 +416,15 @@ func (v *Verifier) Revoke(ctx context.Context, token string) (err error) {
 	v.memo.del(&h)
 	upErr := r.Revoke(ctx, token)
 	if val, err := v.keys.encode(key, nil, exp.UnixMilli()); err == nil {
-		if err := v.store.Set(ctx, key, val, ttl); err != nil {
+		// The tombstone must land even if the client hangs up now: write it
+		// on a context of its own, and try twice.
+		wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), tombstoneWriteTimeout)
+		defer cancel()
+		err := v.store.Set(wctx, key, val, ttl)
+		if err != nil && wctx.Err() == nil {
+			err = v.store.Set(wctx, key, val, ttl)
+		}
+		if err != nil {
 			v.log.Warn("cache: tombstone write failed; other instances may serve the session until its cache entry expires", "error", err)
 		}
 	}
@@ -417,6 +442,12 @@ func (v *Verifier) tombstone(h *[32]byte, expMillis int64) {
 		if e <= nowMs {
 			delete(v.tombs, k)
 		}
+	}
+	if len(v.tombs) >= maxTombstones {
+		// Revocations are rare; a flood is an attack. The store's
+		// tombstone still refuses the token; only the in-process
+		// shortcut is skipped.
+		return
 	}
 	v.tombs[*h] = expMillis
 	v.tombCount.Store(int64(len(v.tombs)))

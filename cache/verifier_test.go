@@ -422,3 +422,64 @@ type verifierFunc func(context.Context, string) (*verifier.Session, error)
 func (f verifierFunc) Verify(ctx context.Context, tok string) (*verifier.Session, error) {
 	return f(ctx, tok)
 }
+
+// TestExpiredJWTVouchedByAPIIsCached: an expired JWT (an idle tab's cookie)
+// of a live session costs one Stytch call, not one per request.
+func TestExpiredJWTVouchedByAPIIsCached(t *testing.T) {
+	e := newEnv(t)
+	expired, err := e.emu.MintJWT(e.sess.ID, stytchtest.WithIssuedAt(time.Now().Add(-time.Hour)))
+	require.NoError(t, err)
+	for range 20 {
+		_, err := e.cv.Verify(context.Background(), expired)
+		require.NoError(t, err)
+	}
+	assert.Equal(t, 1, e.emu.Calls(stytchtest.Authenticate))
+}
+
+// TestTombstoneLandsWhenClientLeaves: a revocation whose request context is
+// cancelled right after the upstream call still writes its tombstone.
+func TestTombstoneLandsWhenClientLeaves(t *testing.T) {
+	e := newEnv(t)
+	_, err := e.cv.Verify(context.Background(), e.sess.Token)
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	inner := &cancelAfterRevoke{Stytch: e.inner, cancel: cancel}
+	cv2, err := cache.NewVerifier(inner, cache.VerifierConfig{Store: &cancelOnSet{Store: e.mem}, Secret: []byte(e.emu.Secret()), Namespace: e.emu.ProjectID()})
+	require.NoError(t, err)
+	defer cv2.Close()
+	require.NoError(t, cv2.Revoke(ctx, e.sess.Token))
+	require.Error(t, ctx.Err(), "the client left before the tombstone write")
+	e.mem.Wait()
+	// A third instance sharing the store (no in-process tombstone) refuses it.
+	cv3, err := cache.NewVerifier(e.inner, cache.VerifierConfig{Store: e.mem, Secret: []byte(e.emu.Secret()), Namespace: e.emu.ProjectID()})
+	require.NoError(t, err)
+	defer cv3.Close()
+	calls := e.emu.Calls(stytchtest.Authenticate)
+	_, err = cv3.Verify(context.Background(), e.sess.Token)
+	require.ErrorIs(t, err, verifier.ErrInvalidSession)
+	assert.Equal(t, calls, e.emu.Calls(stytchtest.Authenticate), "refused by the tombstone, not by Stytch")
+}
+
+// cancelAfterRevoke revokes upstream, then cancels the request's context,
+// as a client hanging up at that moment would.
+type cancelAfterRevoke struct {
+	*verifier.Stytch
+	cancel func()
+}
+
+func (c *cancelAfterRevoke) Revoke(ctx context.Context, token string) error {
+	err := c.Stytch.Revoke(ctx, token)
+	c.cancel()
+	return err
+}
+
+// cancelOnSet refuses writes on a cancelled context, as a network store
+// would.
+type cancelOnSet struct{ cache.Store }
+
+func (c *cancelOnSet) Set(ctx context.Context, key string, value []byte, ttl time.Duration) error {
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	return c.Store.Set(ctx, key, value, ttl)
+}
