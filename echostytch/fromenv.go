@@ -133,6 +133,10 @@ func NewStack(ctx context.Context, s *Settings, log *slog.Logger, opts ...StackO
 	cv, err := cache.NewVerifier(sv, cache.VerifierConfig{
 		Store: store, Secret: []byte(s.Secret), Namespace: s.ProjectID,
 		TTL: s.CacheTTL, Logger: log,
+		// One shared verification may take every attempt the settings
+		// allow: (retries+1) timeouts plus the backoff between them.
+		FlightTimeout: time.Duration(s.MaxRetries+1)*s.RequestTimeout +
+			time.Duration(s.MaxRetries)*verifier.DefaultRetryMaxDelay + time.Second,
 		MeterProvider: o.mp, TracerProvider: o.tp,
 	})
 	if err != nil {
@@ -259,6 +263,14 @@ func (st *Stack) Logout() echo.HandlerFunc {
 		for _, tok := range tokens {
 			if _, err := verifier.Classify(tok); err != nil {
 				continue
+			}
+			// Revoke only live sessions: junk tokens cost no Stytch call
+			// and leave no tombstone (a flood of them is an attack).
+			if _, err := st.Cache.Verify(r.Context(), tok); err != nil {
+				if errors.Is(err, verifier.ErrInvalidSession) || errors.Is(err, verifier.ErrMalformedToken) {
+					continue
+				}
+				return fail(c, verifyError(err))
 			}
 			if err := st.Cache.Revoke(r.Context(), tok); err != nil {
 				return fail(c, verifyError(err))

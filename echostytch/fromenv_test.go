@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 
@@ -131,4 +132,29 @@ func TestLogoutWithoutToken(t *testing.T) {
 	assert.Equal(t, http.StatusServiceUnavailable, rec.Code)
 	_, err = stack.Cache.Verify(context.Background(), sess.Token)
 	assert.True(t, err != nil && !errors.Is(err, context.Canceled))
+}
+
+// TestLogoutIgnoresJunkTokens: a logged-in client sending random
+// well-formed cookie tokens along costs no revoke call for them.
+func TestLogoutIgnoresJunkTokens(t *testing.T) {
+	emu := stytchtest.New()
+	defer emu.Close()
+	org := emu.CreateOrganization(stytchtest.OrganizationParams{Name: "Acme"})
+	m, err := emu.CreateMember(org.ID, stytchtest.MemberParams{Email: "a@acme.test"})
+	require.NoError(t, err)
+	sess, err := emu.CreateSession(m.ID, stytchtest.SessionParams{})
+	require.NoError(t, err)
+	stack, err := echostytch.FromEnv(context.Background(), emulatorEnv(emu, nil))
+	require.NoError(t, err)
+	defer stack.Close()
+	e := echo.New()
+	e.POST("/logout", stack.Logout(), echostytch.New(stack.Config))
+	req := httptest.NewRequest("POST", "/logout", nil)
+	req.Header.Set("Authorization", "Bearer "+sess.Token)
+	req.AddCookie(&http.Cookie{Name: "stytch_session", Value: strings.Repeat("j", 44)})
+	req.AddCookie(&http.Cookie{Name: "stytch_session_jwt", Value: "aaaa.bbbb.cccc"})
+	rec := httptest.NewRecorder()
+	e.ServeHTTP(rec, req)
+	assert.Equal(t, http.StatusNoContent, rec.Code)
+	assert.Equal(t, 1, emu.Calls(stytchtest.Revoke), "only the live session is revoked")
 }
