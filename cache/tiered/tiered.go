@@ -36,7 +36,7 @@ import (
 
 // Defaults for Options.
 const (
-	DefaultL1TTL    = 30 * time.Second
+	DefaultL1TTL    = time.Second
 	DefaultMaxL1TTL = 5 * time.Minute
 )
 
@@ -51,7 +51,9 @@ type TTLGetter interface {
 type Options struct {
 	// L1TTL caps the life of L1 entries when L2 cannot report remaining
 	// TTLs or cannot invalidate (no cache.Invalidator, or client-side
-	// caching off): it bounds how stale L1 can be. Default 30 s.
+	// caching off): it bounds how stale L1 can be, and so how long another
+	// instance's revocation may go unseen here. Default 1 s, the fleet's
+	// revocation target.
 	L1TTL time.Duration
 	// MaxL1TTL caps the life of L1 entries when L2 reports TTLs and
 	// invalidates. Default 5 min.
