@@ -457,7 +457,11 @@ func callerDeadlinePassed(ctx context.Context) bool {
 // (RedisMessage.AsBytes): callers must not modify it.
 func (s *Store) Get(ctx context.Context, key string) ([]byte, error) {
 	v, _, local, err := s.get(ctx, key, false)
-	recordGet(ctx, s.tel.Cache, local, err)
+	if err == nil {
+		s.tel.Cache.RedisHit(ctx, local)
+	} else {
+		recordGet(ctx, s.tel.Cache, local, err)
+	}
 	return v, err
 }
 

@@ -217,10 +217,11 @@ type Cache struct {
 	coalesced metric.Int64Counter
 	verifyDur metric.Float64Histogram
 	opts      [numTiers][numResults][]metric.AddOption
-	// Redis hits also say whether the client-side cache answered.
-	redisLocalHit, redisServerHit []metric.AddOption
-	none                          []metric.AddOption
-	verifyRec                     [numVerifyResults][]metric.RecordOption
+	// Redis hits also say whether the client-side cache answered
+	// (index 1) or the server (index 0).
+	redisHit  [2][]metric.AddOption
+	none      []metric.AddOption
+	verifyRec [numVerifyResults][]metric.RecordOption
 }
 
 // NewCache builds the cache instruments from mp (nil: global).
@@ -247,8 +248,8 @@ func NewCache(mp metric.MeterProvider) *Cache {
 		}
 	}
 	redis, hit := KeyTier.String(tierNames[TierRedis]), KeyResult.String(resultNames[Hit])
-	t.redisLocalHit = addOpts(redis, hit, KeyLocal.Bool(true))
-	t.redisServerHit = addOpts(redis, hit, KeyLocal.Bool(false))
+	t.redisHit[1] = addOpts(redis, hit, KeyLocal.Bool(true))
+	t.redisHit[0] = addOpts(redis, hit, KeyLocal.Bool(false))
 	t.none = addOpts()
 	for r := range numVerifyResults {
 		t.verifyRec[r] = recordOpts(KeyVerifyResult.String(verifyResultNames[r]))
@@ -264,11 +265,11 @@ func (t *Cache) Lookup(ctx context.Context, tier Tier, r Result) {
 // RedisHit records a Redis hit, answered by the client-side cache (local)
 // or by the server.
 func (t *Cache) RedisHit(ctx context.Context, local bool) {
+	i := 0
 	if local {
-		t.lookups.Add(ctx, 1, t.redisLocalHit...)
-		return
+		i = 1
 	}
-	t.lookups.Add(ctx, 1, t.redisServerHit...)
+	t.lookups.Add(ctx, 1, t.redisHit[i]...)
 }
 
 // NegativeHit records a request refused from the negative cache.
