@@ -207,7 +207,7 @@ func run(pathsCSV, loadCSV, machine, out string) error {
 		c.text(c.bold, 20, y, "Under wrk on loopback: /protected (cache hit) req/s relative to /healthz (no auth)", colors["text"])
 		y += 20
 		x0, x1 := c.left, c.right
-		xr := func(r float64) int { return x0 + int(float64(x1-x0)*r) }
+		xr := func(r float64) int { return x0 + int(float64(x1-x0-250)*r/1.2) } // room for the labels
 		for _, r := range load {
 			ratio := num(r["ratio"])
 			label := r["backend"] + " backend"
