@@ -156,7 +156,11 @@ type Store struct {
 	log       *slog.Logger
 	br        *breaker
 	recent    *recentWrites
-	tel       *telemetry.Redis
+	// added holds keys this process filled with a successful Add: their
+	// only possible stale local copy is a cached Nil, so reads keep the
+	// client-side cache and fall back to the network on a local Nil only.
+	added *recentWrites
+	tel   *telemetry.Redis
 
 	closed atomic.Bool
 
@@ -265,6 +269,7 @@ func newStore(ctx context.Context, co rueidis.ClientOption, opts Options) (*Stor
 		log:       log,
 		br:        &breaker{threshold: opts.FailureThreshold, cooldown: opts.Cooldown},
 		recent:    newRecentWrites(opts.RecentWriteWindow),
+		added:     newRecentWrites(opts.RecentWriteWindow),
 		keySeed:   maphash.MakeSeed(),
 		tel:       telemetry.NewRedis(opts.MeterProvider, opts.TracerProvider),
 	}
@@ -493,9 +498,14 @@ func (s *Store) get(ctx context.Context, key string, wantTTL bool) ([]byte, time
 		res := s.client.DoCache(cctx, e.get, s.localTTL)
 		cctx.release()
 		v, err := res.AsBytes()
-		if rueidis.IsRedisNil(err) {
+		if rueidis.IsRedisNil(err) && !(res.IsCacheHit() && s.added.contains(fk)) {
 			s.br.done(success, probe)
 			return nil, 0, res.IsCacheHit(), cache.ErrNotFound
+		}
+		if rueidis.IsRedisNil(err) {
+			// A Nil cached before our own Add: its invalidation may
+			// still be on the way (redis/rueidis#534); ask the server.
+			return s.getFromServer(ctx, fk, wantTTL, probe)
 		}
 		if err != nil {
 			return nil, 0, false, s.end(ctx, err, probe)
@@ -509,6 +519,12 @@ func (s *Store) get(ctx context.Context, key string, wantTTL bool) ([]byte, time
 		}
 		return v, ttl, res.IsCacheHit(), nil
 	}
+	return s.getFromServer(ctx, fk, wantTTL, probe)
+}
+
+// getFromServer reads key from the server, bypassing the client-side
+// cache.
+func (s *Store) getFromServer(ctx context.Context, fk string, wantTTL, probe bool) ([]byte, time.Duration, bool, error) {
 	cctx, cancel := context.WithTimeout(ctx, s.opTimeout)
 	defer cancel()
 	cctx, span := s.tel.Start(cctx, "GET")
@@ -603,10 +619,10 @@ func (s *Store) Add(ctx context.Context, key string, value []byte, ttl time.Dura
 	}
 	defer cancel()
 	fk := s.prefix + key
-	s.recent.add(fk)
+	s.added.add(fk)
 	err = s.client.Do(cctx, s.client.B().Set().Key(fk).Value(rueidis.BinaryString(value)).
 		Nx().PxatMillisecondsTimestamp(exp).Build()).Error()
-	s.recent.add(fk)
+	s.added.add(fk) // the window starts when the write is done
 	if rueidis.IsRedisNil(err) {
 		s.br.done(success, probe)
 		return false, nil
