@@ -105,8 +105,8 @@ type Config struct {
 	SessionInContext bool
 
 	// ContextKey, if set, also stores the session with c.Set(ContextKey, s)
-	// for code that reads it with c.Get. Member does not need it. Costs
-	// Echo's per-request map allocation.
+	// for code that reads it with c.Get under a name of its choosing.
+	// Member does not need it.
 	ContextKey string
 
 	// Stats, if set, counts failures and degraded requests.

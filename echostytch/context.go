@@ -4,8 +4,6 @@ import (
 	"context"
 	"fmt"
 	"net/http"
-	"sync"
-	"unsafe"
 
 	"github.com/labstack/echo/v4"
 
@@ -14,129 +12,63 @@ import (
 
 // Where the session of a request lives.
 //
-// By default the middleware keeps it in an in-process table keyed by the
-// request's echo.Context, from before SuccessHandler until the middleware's
-// next handler returns (also when it panics), so that storing it allocates
-// nothing; Member, MustMember and the requirements read it there. With
-// Config.SessionInContext it is also put on the request's context (one
-// allocation: a copy of the *http.Request), where FromContext finds it.
+// The middleware stores the session with Echo's c.Set, as Echo's own
+// middleware does (Echo allocates the context's store once per request;
+// storing pointers in it allocates nothing of ours); Member, MustMember and
+// the requirements read it with c.Get, so custom echo.Context wrappers that
+// embed the original keep working. With Config.SessionInContext it is also
+// put on the request's context (one allocation: a copy of the
+// *http.Request), where FromContext finds it.
 
-// slot is what the table holds for a request in flight: the verified
-// session (nil for an anonymous request under Optional) and the middleware
-// that stored it, whose ErrorHandler requirements use.
+// slot is what a request carries: the verified session (nil for an
+// anonymous request under Optional) and the middleware that stored it,
+// whose ErrorHandler requirements use.
 type slot struct {
 	session *verifier.Session
 	state   *state
 }
 
-const tableShards = 64 // a power of two
+// Keys under which the middleware stores its slot with c.Set. They are
+// long and namespaced so that an application's own keys cannot collide.
+const (
+	echoKeySession = "github.com/ayzauth/ayzauth/echostytch.session"
+	echoKeyState   = "github.com/ayzauth/ayzauth/echostytch.state"
+)
 
-// tableShard is one lock of the table and its entries: a few inline (a
-// linear scan of them is cheaper than a map), the rest in a map. Requests in
-// flight spread over the shards by their context's address.
-type tableShard struct {
-	mu   sync.Mutex
-	ents [6]tableEntry
-	more map[uintptr]slot // made on first overflow
+// enter stores sl on c and returns what it replaced (an outer middleware of
+// this package on the same request), for leave.
+func enter(c echo.Context, sl slot) (prev slot, had bool) {
+	prev, had = fromEcho(c)
+	c.Set(echoKeySession, sl.session)
+	c.Set(echoKeyState, sl.state)
+	return prev, had
 }
 
-type tableEntry struct {
-	id uintptr // 0: free
-	slot
-}
-
-var table [tableShards]tableShard
-
-// contextID identifies an echo.Context in flight by the data word of the
-// interface value (the context's address; Echo's contexts are pointers).
-// Entries are removed before the middleware returns, while the context is
-// alive, so an address is never confused with a later object's.
-func contextID(c echo.Context) uintptr {
-	return (*[2]uintptr)(unsafe.Pointer(&c))[1]
-}
-
-func shardOf(id uintptr) *tableShard {
-	return &table[(uint64(id)*0x9E3779B97F4A7C15)>>(64-6)]
-}
-
-// enter stores sl for c and returns what it replaced (an outer middleware
-// of this package on the same request), for leave.
-func enter(id uintptr, sl slot) (prev slot, had bool) {
-	sh := shardOf(id)
-	sh.mu.Lock()
-	defer sh.mu.Unlock()
-	free := -1
-	for i := range sh.ents {
-		switch sh.ents[i].id {
-		case id:
-			prev = sh.ents[i].slot
-			sh.ents[i].slot = sl
-			return prev, true
-		case 0:
-			if free < 0 {
-				free = i
-			}
-		}
+// leave restores what enter replaced once the inner handlers have returned,
+// so that an outer middleware of this package sees its own slot again.
+func leave(c echo.Context, prev slot, had bool) {
+	if had {
+		c.Set(echoKeySession, prev.session)
+		c.Set(echoKeyState, prev.state)
 	}
-	if prev, had = sh.more[id]; had {
-		sh.more[id] = sl
-		return prev, true
-	}
-	if free >= 0 {
-		sh.ents[free] = tableEntry{id: id, slot: sl}
+}
+
+func fromEcho(c echo.Context) (slot, bool) {
+	st, ok := c.Get(echoKeyState).(*state)
+	if !ok || st == nil {
 		return slot{}, false
 	}
-	if sh.more == nil {
-		sh.more = make(map[uintptr]slot)
-	}
-	sh.more[id] = sl
-	return slot{}, false
+	s, _ := c.Get(echoKeySession).(*verifier.Session)
+	return slot{session: s, state: st}, true
 }
 
-// leave restores what enter replaced.
-func leave(id uintptr, prev slot, had bool) {
-	sh := shardOf(id)
-	sh.mu.Lock()
-	defer sh.mu.Unlock()
-	for i := range sh.ents {
-		if sh.ents[i].id == id {
-			if had {
-				sh.ents[i].slot = prev
-			} else {
-				sh.ents[i] = tableEntry{}
-			}
-			return
-		}
-	}
-	if had {
-		sh.more[id] = prev
-	} else {
-		delete(sh.more, id)
-	}
-}
-
-// get returns what is stored for id.
-func get(id uintptr) (slot, bool) {
-	sh := shardOf(id)
-	sh.mu.Lock()
-	defer sh.mu.Unlock()
-	for i := range sh.ents {
-		if sh.ents[i].id == id {
-			return sh.ents[i].slot, true
-		}
-	}
-	sl, ok := sh.more[id]
-	return sl, ok
-}
-
-// lookupEcho returns what the middleware stored for the request of c: from
-// the table, else from the request's context (Config.SessionInContext,
-// which also covers a later middleware that replaced c by a wrapper).
+// lookupEcho returns what the middleware stored for the request of c: with
+// c.Get, else from the request's context (Config.SessionInContext).
 func lookupEcho(c echo.Context) (slot, bool) {
 	if c == nil {
 		return slot{}, false
 	}
-	if sl, ok := get(contextID(c)); ok {
+	if sl, ok := fromEcho(c); ok {
 		return sl, true
 	}
 	if r := c.Request(); r != nil {
@@ -219,11 +151,10 @@ func FromContext(ctx context.Context) (*verifier.Session, bool) {
 // skipped, or the request is anonymous under Optional. The session may be
 // shared with other requests: treat it as read-only.
 //
-// Member finds the session by c, until the middleware returns: it keeps
-// working when later middleware replaces the request or derives a new
-// context. If later middleware replaces c by a wrapper, Member needs
-// Config.SessionInContext (it then reads the request's context). Do not
-// call it after the handler has returned (Echo reuses c).
+// Member reads the session with c.Get: it keeps working when later
+// middleware replaces the request, derives a new context or wraps c in a
+// custom context that embeds it. Do not call it after the handler has
+// returned (Echo reuses c).
 func Member(c echo.Context) (*verifier.Session, bool) {
 	if sl, ok := lookupEcho(c); ok && sl.session != nil {
 		return sl.session, true

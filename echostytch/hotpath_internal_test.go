@@ -6,7 +6,6 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -88,59 +87,6 @@ func (v tokenVerifier) Verify(_ context.Context, token string) (*verifier.Sessio
 	return &verifier.Session{MemberID: v.prefix + token, ExpiresAt: time.Now().Add(time.Hour)}, nil
 }
 
-func tableLen() int {
-	n := 0
-	for i := range table {
-		table[i].mu.Lock()
-		n += len(table[i].more)
-		for _, e := range table[i].ents {
-			if e.id != 0 {
-				n++
-			}
-		}
-		table[i].mu.Unlock()
-	}
-	return n
-}
-
-// The table's overflow map takes what the inline entries of a shard cannot
-// hold, and nested entries are restored in either place.
-func TestSessionTableOverflow(t *testing.T) {
-	base := tableLen()
-	st := &state{}
-	sess := func(i int) *verifier.Session { return &verifier.Session{MemberID: strconv.Itoa(i)} }
-	// Ids of one shard: more than its inline entries.
-	var ids []uintptr
-	for id := uintptr(8); len(ids) < 20; id += 8 {
-		if shardOf(id) == shardOf(8) {
-			ids = append(ids, id)
-		}
-	}
-	for i, id := range ids {
-		_, had := enter(id, slot{session: sess(i), state: st})
-		require.False(t, had)
-	}
-	for i, id := range ids {
-		prev, had := enter(id, slot{session: sess(100 + i), state: st}) // nested
-		require.True(t, had)
-		require.Equal(t, strconv.Itoa(i), prev.session.MemberID)
-		sl, ok := get(id)
-		require.True(t, ok)
-		require.Equal(t, strconv.Itoa(100+i), sl.session.MemberID)
-		leave(id, prev, had)
-		sl, ok = get(id)
-		require.True(t, ok)
-		require.Equal(t, strconv.Itoa(i), sl.session.MemberID)
-	}
-	require.Equal(t, base+len(ids), tableLen())
-	for _, id := range ids {
-		leave(id, slot{}, false)
-		_, ok := get(id)
-		require.False(t, ok)
-	}
-	require.Equal(t, base, tableLen())
-}
-
 func serveTest(e *echo.Echo, path, token string) *httptest.ResponseRecorder {
 	req := httptest.NewRequest(http.MethodGet, path, nil)
 	if token != "" {
@@ -151,11 +97,10 @@ func serveTest(e *echo.Echo, path, token string) *httptest.ResponseRecorder {
 	return rec
 }
 
-// The session is found by c while the handler runs, and nothing is left in
-// the table afterwards, whether the handler returned, failed or panicked,
-// with or without Optional.
+// The session is found by c while the handler runs, and a later request
+// served with the same pooled echo.Context does not see it, whether the
+// handler returned, failed or panicked, with or without Optional.
 func TestSessionTableLifetime(t *testing.T) {
-	base := tableLen()
 	e := echo.New()
 	e.Use(middleware.Recover())
 	auth := New(Config{Verifier: tokenVerifier{}})
@@ -188,7 +133,28 @@ func TestSessionTableLifetime(t *testing.T) {
 	require.Equal(t, 418, serveTest(e, "/fail", tok).Code)
 	require.Equal(t, 204, serveTest(e, "/open", "").Code)
 	require.Equal(t, []string{tok, "", tok, "", ""}, seen)
-	require.Equal(t, base, tableLen(), "entries left in the table")
+}
+
+// A custom context that embeds Echo's (a common Echo pattern), installed
+// after the middleware, still finds the session.
+type customContext struct{ echo.Context }
+
+func TestMemberThroughCustomContext(t *testing.T) {
+	e := echo.New()
+	auth := New(Config{Verifier: tokenVerifier{}})
+	wrap := func(next echo.HandlerFunc) echo.HandlerFunc {
+		return func(c echo.Context) error { return next(&customContext{c}) }
+	}
+	e.GET("/p", func(c echo.Context) error {
+		if _, ok := c.(*customContext); !ok {
+			t.Error("not wrapped")
+		}
+		return c.String(http.StatusOK, MustMember(c).MemberID)
+	}, auth, wrap, RequireClaims())
+	tok := strings.Repeat("a", 44)
+	rec := serveTest(e, "/p", tok)
+	require.Equal(t, http.StatusOK, rec.Code)
+	require.Equal(t, tok, rec.Body.String())
 }
 
 // Two middlewares of this package on one request: the inner one's session
@@ -237,13 +203,9 @@ func TestSessionInContext(t *testing.T) {
 			return c.NoContent(http.StatusNoContent)
 		}, New(Config{Verifier: tokenVerifier{}, SessionInContext: inCtx}), wrap, RequireClaims())
 		code := serveTest(e, "/r", strings.Repeat("w", 44)).Code
-		if inCtx {
-			require.Equal(t, 204, code)
-			require.True(t, got)
-			require.True(t, fromCtx)
-		} else {
-			require.Equal(t, 401, code, "the requirement cannot see the session through the wrapper")
-		}
+		require.Equal(t, 204, code, "the requirement sees the session through the wrapper")
+		require.True(t, got)
+		require.Equal(t, inCtx, fromCtx, "FromContext needs SessionInContext")
 	}
 }
 

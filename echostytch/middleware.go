@@ -105,12 +105,8 @@ func (st *state) middleware(next echo.HandlerFunc) echo.HandlerFunc {
 		if st.cfg.ContextKey != "" {
 			c.Set(st.cfg.ContextKey, s)
 		}
-		// The session is found by c until next returns (context.go);
-		// deferred so that a panicking handler cannot leave it behind
-		// for the next request Echo serves with c.
-		id := contextID(c)
-		prev, had := enter(id, slot{session: s, state: st})
-		defer leave(id, prev, had)
+		prev, had := enter(c, slot{session: s, state: st})
+		defer leave(c, prev, had)
 		if l := st.logger(); l.Enabled(req.Context(), slog.LevelDebug) {
 			st.logSuccess(l, c, s, src, token)
 		}
@@ -151,9 +147,8 @@ func (st *state) fail(c echo.Context, next echo.HandlerFunc, e *Error, src sourc
 		if st.cfg.SessionInContext {
 			c.SetRequest(withSession(c.Request(), nil, st))
 		}
-		id := contextID(c)
-		prev, had := enter(id, slot{state: st})
-		defer leave(id, prev, had)
+		prev, had := enter(c, slot{state: st})
+		defer leave(c, prev, had)
 		return next(c)
 	}
 	return st.errorHandler(c, e)
