@@ -118,6 +118,13 @@ type Verifier struct {
 	neg   map[[32]byte]int64
 
 	closed atomic.Bool
+	// flightMu guards starting flights against Close: flights register in
+	// flightWG under the read lock unless closed; Close takes the write
+	// lock, cancels base and waits for them.
+	flightMu sync.RWMutex
+	flightWG sync.WaitGroup
+	base     context.Context
+	stop     context.CancelFunc
 }
 
 // NewVerifier returns a caching Verifier in front of inner.
@@ -163,6 +170,7 @@ func NewVerifier(inner verifier.Verifier, cfg VerifierConfig) (*Verifier, error)
 		tel:    telemetry.NewCache(cfg.MeterProvider),
 		tracer: telemetry.Tracer(cfg.TracerProvider),
 	}
+	v.base, v.stop = context.WithCancel(context.Background())
 	v.nowMs = v.clock.nowMillis
 	if cfg.Now != nil {
 		v.nowMs = func() int64 { return cfg.Now().UnixMilli() }
@@ -270,10 +278,25 @@ func (v *Verifier) miss(ctx context.Context, token, key string, hv [32]byte) (*v
 	start := time.Now()
 	ctx, span := v.tracer.Start(ctx, telemetry.SpanVerify, trace.WithAttributes(telemetry.KeyTokenKind.String(tokenKind(token))))
 	led := false // set by the flight's function if this request runs it
-	ch := v.flights.DoChan(key, func() (any, error) {
+	v.flightMu.RLock()
+	if v.closed.Load() {
+		v.flightMu.RUnlock()
+		span.End()
+		return nil, &verifier.APIError{Kind: verifier.ErrUnavailable, Endpoint: "verify", Err: ErrClosed}
+	}
+	// Each waiting request joins the flight from a goroutine of its own
+	// that Close waits for; the request itself stops waiting when its
+	// context ends.
+	v.flightWG.Add(1)
+	v.flightMu.RUnlock()
+	ch := make(chan singleflight.Result, 1)
+	fn := func() (any, error) {
 		led = true
-		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), v.cfg.FlightTimeout)
+		// The flight serves every request waiting on it: it outlives the
+		// leader's cancellation, not the verifier's Close.
+		fctx, cancel := context.WithTimeout(v.base, v.cfg.FlightTimeout)
 		defer cancel()
+		fctx = trace.ContextWithSpan(fctx, trace.SpanFromContext(ctx))
 		started := v.now().UnixMilli()
 		s, err := v.inner.Verify(fctx, token)
 		if err != nil {
@@ -297,7 +320,12 @@ func (v *Verifier) miss(ctx context.Context, token, key string, hv [32]byte) (*v
 		}
 		v.fill(fctx, key, h, s, capMs)
 		return flightResult{sess: s}, nil
-	})
+	}
+	go func() {
+		defer v.flightWG.Done()
+		val, err, shared := v.flights.Do(key, fn)
+		ch <- singleflight.Result{Val: val, Err: err, Shared: shared}
+	}()
 	var (
 		sess *verifier.Session
 		err  error
@@ -496,7 +524,12 @@ func (v *Verifier) isRejected(h *[32]byte) bool {
 // inner verifier, which the caller owns. Call it after the HTTP server has
 // stopped.
 func (v *Verifier) Close() error {
-	if v.closed.CompareAndSwap(false, true) {
+	v.flightMu.Lock()
+	first := v.closed.CompareAndSwap(false, true)
+	v.flightMu.Unlock()
+	if first {
+		v.stop() // ends upstream verifications in flight
+		v.flightWG.Wait()
 		v.memo.clear()
 	}
 	return nil

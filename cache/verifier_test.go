@@ -483,3 +483,26 @@ func (c *cancelOnSet) Set(ctx context.Context, key string, value []byte, ttl tim
 	}
 	return c.Store.Set(ctx, key, value, ttl)
 }
+
+// TestCloseEndsFlightsInFlight: Close cancels an upstream verification in
+// flight and waits for it; later misses fail fast.
+func TestCloseEndsFlightsInFlight(t *testing.T) {
+	e := newEnv(t)
+	e.emu.InjectFault(stytchtest.Authenticate, stytchtest.Fault{Hang: true})
+	done := make(chan error, 1)
+	go func() {
+		_, err := e.cv.Verify(context.Background(), e.sess.Token)
+		done <- err
+	}()
+	require.Eventually(t, func() bool { return e.emu.Calls(stytchtest.Authenticate) == 1 }, 5*time.Second, time.Millisecond)
+	closed := make(chan struct{})
+	go func() { _ = e.cv.Close(); close(closed) }()
+	select {
+	case <-closed:
+	case <-time.After(5 * time.Second):
+		t.Fatal("Close did not end the hanging verification")
+	}
+	require.ErrorIs(t, <-done, verifier.ErrUnavailable)
+	_, err := e.cv.Verify(context.Background(), strings.Repeat("n", 44))
+	require.ErrorIs(t, err, verifier.ErrUnavailable)
+}
