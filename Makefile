@@ -15,6 +15,8 @@ run:
 ## test: vet, then race tests of everything (examples included, the observability example in its own module)
 test: vet
 	$(GO) test -race -count=1 -timeout 15m $(PKGS)
+	# allocation checks are skipped under -race (sync.Pool drops items there): run them plainly
+	$(GO) test -count=1 -run 'Alloc|HotPath' ./cache/... ./echostytch/
 	cd _examples/observability && $(GO) vet ./... && $(GO) test -race -count=1 ./...
 
 vet:
