@@ -20,6 +20,10 @@ const (
 	DefaultPolicyRetryInterval = 10 * time.Second
 	// DefaultPolicyFetchTimeout bounds one policy fetch, retries included.
 	DefaultPolicyFetchTimeout = 30 * time.Second
+	// DefaultPolicyMaxStaleness is how long a loaded policy keeps answering
+	// checks after its last successful fetch while refreshes fail: three
+	// refresh intervals.
+	DefaultPolicyMaxStaleness = 3 * DefaultPolicyRefreshInterval
 )
 
 // PolicyOptions configures a PolicyCache. The zero value is ready to use.
@@ -30,14 +34,22 @@ type PolicyOptions struct {
 	RefreshInterval time.Duration
 	// RetryInterval is the least time between a failed fetch and the next
 	// one (default DefaultPolicyRetryInterval, capped at RefreshInterval):
-	// while no policy has ever loaded, checks in that window fail at once
-	// instead of calling Stytch, and the background goroutine retries a
-	// failed refresh after this long rather than a whole RefreshInterval.
+	// the background goroutine retries a failed fetch after this long
+	// rather than a whole RefreshInterval. Checks never retry themselves:
+	// while no policy is loaded after a failure they fail at once.
 	RetryInterval time.Duration
 	// FetchTimeout bounds one fetch, the client's retries included
 	// (default DefaultPolicyFetchTimeout). A fetch runs on the cache's own
 	// context, so a caller that gives up does not abort it for the others.
 	FetchTimeout time.Duration
+	// MaxStaleness is how long a loaded policy keeps answering checks after
+	// its last successful fetch, while refreshes fail (default
+	// DefaultPolicyMaxStaleness; at least RefreshInterval + FetchTimeout,
+	// so that a normal refresh never lets it lapse). Beyond it, checks
+	// answer ErrUnavailable, never allow, until a fetch succeeds: a long
+	// outage cannot keep granting what Stytch may have revoked meanwhile.
+	// A negative value serves the last policy for as long as refreshes fail.
+	MaxStaleness time.Duration
 	// Logger receives fetch failures at WARN. Default: slog.Default().
 	Logger *slog.Logger
 }
@@ -59,14 +71,18 @@ type PolicyOptions struct {
 // in atomically, so checks take no lock and never see a half-updated
 // policy.
 //
-// Failures: while no policy has ever loaded, checks return an error matching
-// ErrUnavailable and never allow (a failed fetch is not retried for
-// RetryInterval). Once a policy has loaded, it keeps serving when later
-// refreshes fail (each failure is logged at WARN and retried after
-// RetryInterval): a stale policy is the one Stytch last confirmed, and
-// answering 503 to every authorization check during a Stytch outage would
-// turn that outage into ours. Policy changes are therefore seen within
-// RefreshInterval while Stytch answers, and after it recovers otherwise.
+// Failures: while no policy has loaded, checks return an error matching
+// ErrUnavailable and never allow. Only the first fetch is waited for: once a
+// fetch has failed, checks fail at once (no call, no wait) until the
+// background goroutine, retrying every RetryInterval, loads a policy. Once a
+// policy has loaded, it keeps serving when later refreshes fail (each
+// failure is logged at WARN and retried after RetryInterval) for at most
+// MaxStaleness after its last successful fetch: a stale policy is the one
+// Stytch last confirmed, and answering 503 to every authorization check
+// during a short Stytch outage would turn that outage into ours; beyond
+// MaxStaleness, checks answer ErrUnavailable until Stytch answers again.
+// Policy changes are therefore seen within RefreshInterval while Stytch
+// answers.
 //
 // Org-scoped custom roles (GET /v1/b2b/rbac/organizations/{id}, a private
 // beta) are not fetched: only the project's roles grant permissions.
@@ -83,7 +99,6 @@ type PolicyCache struct {
 	mu        sync.Mutex
 	inflight  *policyFetch // the fetch in flight, nil when none
 	lastErr   error        // error of the last failed fetch, nil after a success
-	lastFail  time.Time    // when the last fetch failed
 	lastFetch time.Time    // when the last fetch finished, either way
 
 	ctx       context.Context // cancelled by Close; fetches run on it
@@ -128,6 +143,12 @@ func NewPolicyCache(client *Client, opts PolicyOptions) *PolicyCache {
 	if opts.FetchTimeout <= 0 {
 		opts.FetchTimeout = DefaultPolicyFetchTimeout
 	}
+	if opts.MaxStaleness == 0 {
+		opts.MaxStaleness = DefaultPolicyMaxStaleness
+	}
+	if opts.MaxStaleness > 0 {
+		opts.MaxStaleness = max(opts.MaxStaleness, opts.RefreshInterval+opts.FetchTimeout)
+	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
@@ -154,9 +175,10 @@ func NewPolicyCache(client *Client, opts PolicyOptions) *PolicyCache {
 // and the caller must check separately that the resource belongs to it.
 //
 // It makes no network call once the policy is loaded. Before that, it waits
-// for the policy to load; if it cannot, it returns false and an error
-// matching ErrUnavailable. It never allows on error. A nil PolicyCache
-// returns an error matching ErrMisconfigured.
+// for the first fetch (bounded by ctx and FetchTimeout); if no policy is
+// loaded, or the one loaded is older than MaxStaleness, it returns false and
+// an error matching ErrUnavailable. It never allows on error. A nil
+// PolicyCache returns an error matching ErrMisconfigured.
 func (p *PolicyCache) Allowed(ctx context.Context, roles []string, resource, action string) (bool, error) {
 	if p == nil {
 		return false, errNilPolicy
@@ -169,7 +191,16 @@ func (p *PolicyCache) Allowed(ctx context.Context, roles []string, resource, act
 			return false, err
 		}
 	}
+	if p.stale(snap) {
+		return false, fmt.Errorf("%w: RBAC policy last loaded %s ago (MaxStaleness %s) and refreshes are failing",
+			ErrUnavailable, time.Since(snap.fetchedAt).Round(time.Second), p.opts.MaxStaleness)
+	}
 	return snap.allowed(roles, resource, action), nil
+}
+
+// stale reports whether snap is too old to answer checks.
+func (p *PolicyCache) stale(snap *policySnapshot) bool {
+	return p.opts.MaxStaleness > 0 && time.Since(snap.fetchedAt) > p.opts.MaxStaleness
 }
 
 // Refresh fetches the policy now (or joins the fetch in flight) and
@@ -249,10 +280,15 @@ func notLoaded(cause error) error {
 
 // startFetch returns the fetch in flight, or starts one. Unless force is
 // set, it returns (nil, nil) when a policy is loaded, and an error without
-// fetching when the last fetch failed less than RetryInterval ago.
+// fetching or waiting when no policy is loaded and a fetch has failed: the
+// background goroutine retries, and checks do not queue up behind a dead
+// endpoint.
 func (p *PolicyCache) startFetch(force bool) (*policyFetch, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if !force && p.cur.Load() == nil && p.lastErr != nil {
+		return nil, notLoaded(p.lastErr)
+	}
 	if f := p.inflight; f != nil {
 		return f, nil
 	}
@@ -262,13 +298,8 @@ func (p *PolicyCache) startFetch(force bool) (*policyFetch, error) {
 		}
 		return nil, nil
 	}
-	if !force {
-		if p.cur.Load() != nil {
-			return nil, nil
-		}
-		if p.lastErr != nil && time.Since(p.lastFail) < p.opts.RetryInterval {
-			return nil, notLoaded(p.lastErr)
-		}
+	if !force && p.cur.Load() != nil {
+		return nil, nil
 	}
 	f := &policyFetch{done: make(chan struct{})}
 	p.inflight = f
@@ -293,7 +324,7 @@ func (p *PolicyCache) fetch(f *policyFetch) {
 	now := time.Now()
 	p.lastFetch = now
 	if err != nil {
-		p.lastErr, p.lastFail = err, now
+		p.lastErr = err
 	} else {
 		p.lastErr = nil
 		p.cur.Store(snap)
@@ -303,10 +334,14 @@ func (p *PolicyCache) fetch(f *policyFetch) {
 	old := p.cur.Load()
 	p.mu.Unlock()
 	if err != nil && p.ctx.Err() == nil { // a fetch cancelled by Close is no outage
-		if old != nil {
+		switch {
+		case old != nil && p.stale(old):
+			p.log.Warn("verifier: RBAC policy refresh failed; the policy last loaded is older than MaxStaleness: permission checks answer unavailable",
+				"error", err, "policy_age", now.Sub(old.fetchedAt).Round(time.Second))
+		case old != nil:
 			p.log.Warn("verifier: RBAC policy refresh failed; serving the policy last loaded",
 				"error", err, "policy_age", now.Sub(old.fetchedAt).Round(time.Second))
-		} else {
+		default:
 			p.log.Warn("verifier: RBAC policy fetch failed; permission checks answer unavailable", "error", err)
 		}
 	}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"runtime"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -255,8 +256,9 @@ func TestPolicyUnavailable(t *testing.T) {
 	}
 }
 
-// TestPolicyRecoversAfterRetryInterval: checks themselves retry the fetch
-// once RetryInterval has passed.
+// TestPolicyRecoversAfterRetryInterval: after a failed first fetch, the
+// background goroutine retries every RetryInterval, and checks succeed once
+// a retry does.
 func TestPolicyRecoversAfterRetryInterval(t *testing.T) {
 	f := newPolicyFixture(t)
 	f.emu.InjectFault(stytchtest.RBACPolicy, stytchtest.Fault{Status: 503, Times: 1})
@@ -291,6 +293,79 @@ func TestPolicyStaleServesDuringOutage(t *testing.T) {
 	assert.True(t, allowed(t, p, []string{"editor"}, "documents", "write"), "a failed Refresh keeps the policy")
 	assert.Contains(t, f.log.String(), "level=WARN")
 	assert.Contains(t, f.log.String(), "serving the policy last loaded")
+}
+
+// TestPolicyChecksDoNotWaitOnRetries: only the first fetch is waited for.
+// Once it has failed, a check answers unavailable at once, even while a
+// background retry hangs on the endpoint; checks start no fetch of their
+// own.
+func TestPolicyChecksDoNotWaitOnRetries(t *testing.T) {
+	f := newPolicyFixture(t)
+	f.emu.InjectFault(stytchtest.RBACPolicy, stytchtest.Fault{Status: 500, Times: 1})
+	f.emu.InjectFault(stytchtest.RBACPolicy, stytchtest.Fault{Hang: true})
+	// A client whose calls may take an hour: only Close ends the retry.
+	slow, err := verifier.NewClient(verifier.ClientConfig{
+		ProjectID: f.emu.ProjectID(), Secret: f.emu.Secret(), BaseURL: f.emu.URL(), Timeout: time.Hour,
+	})
+	require.NoError(t, err)
+	t.Cleanup(slow.CloseIdleConnections)
+	p := verifier.NewPolicyCache(slow, verifier.PolicyOptions{RetryInterval: 20 * time.Millisecond, RefreshInterval: time.Hour,
+		FetchTimeout: time.Hour, Logger: slog.New(slog.NewTextHandler(f.log, nil))})
+	t.Cleanup(func() { require.NoError(t, p.Close()) })
+	_, err = p.Allowed(context.Background(), []string{"viewer"}, "documents", "read")
+	require.ErrorIs(t, err, verifier.ErrUnavailable)
+	// The retry is in flight once the emulator has seen a second call; it
+	// hangs for FetchTimeout (an hour), until Close cancels it.
+	require.Eventually(t, func() bool { return f.emu.Calls(stytchtest.RBACPolicy) == 2 }, 5*time.Second, time.Millisecond)
+	done := make(chan error, 1)
+	go func() {
+		for range 50 {
+			ok, err := p.Allowed(context.Background(), []string{"viewer"}, "documents", "read")
+			if ok || !errors.Is(err, verifier.ErrUnavailable) {
+				done <- fmt.Errorf("check during the retry: allowed=%v err=%v", ok, err)
+				return
+			}
+		}
+		done <- nil
+	}()
+	select {
+	case err := <-done:
+		require.NoError(t, err)
+	case <-time.After(30 * time.Second):
+		t.Fatal("checks waited on the hanging retry")
+	}
+	assert.Equal(t, 2, f.emu.Calls(stytchtest.RBACPolicy), "checks start no fetch")
+}
+
+// TestPolicyMaxStaleness: a loaded policy serves while refreshes fail for at
+// most MaxStaleness after its last successful fetch; then checks answer
+// unavailable, never allow, and the WARN says so; they allow again once a
+// refresh succeeds.
+func TestPolicyMaxStaleness(t *testing.T) {
+	f := newPolicyFixture(t)
+	p := f.cache(t, verifier.PolicyOptions{RefreshInterval: 10 * time.Millisecond, RetryInterval: 5 * time.Millisecond,
+		FetchTimeout: 50 * time.Millisecond, MaxStaleness: 300 * time.Millisecond})
+	require.True(t, allowed(t, p, []string{"editor"}, "documents", "write"))
+	f.emu.InjectFault(stytchtest.RBACPolicy, stytchtest.Fault{Status: 500})
+	var err error
+	require.Eventually(t, func() bool {
+		var ok bool
+		ok, err = p.Allowed(context.Background(), []string{"editor"}, "documents", "write")
+		require.True(t, ok || err != nil, "a stale policy either serves or fails, never denies wrongly")
+		return err != nil
+	}, 10*time.Second, time.Millisecond)
+	require.ErrorIs(t, err, verifier.ErrUnavailable)
+	assert.Contains(t, err.Error(), "MaxStaleness")
+	ok, err := p.Allowed(context.Background(), []string{"owner"}, "documents", "read")
+	assert.False(t, ok, "never allow")
+	require.ErrorIs(t, err, verifier.ErrUnavailable)
+	require.Eventually(t, func() bool { return strings.Contains(f.log.String(), "older than MaxStaleness") }, 5*time.Second, time.Millisecond)
+
+	f.emu.ClearFaults()
+	require.Eventually(t, func() bool {
+		ok, err := p.Allowed(context.Background(), []string{"editor"}, "documents", "write")
+		return err == nil && ok
+	}, 10*time.Second, time.Millisecond)
 }
 
 // TestPolicyWrongCredentials: Refresh reports the misconfiguration; checks
