@@ -100,16 +100,35 @@ func requirementFailed(c echo.Context, sc slot, e *Error) error {
 		l = st.logger()
 	}
 	ctx := c.Request().Context()
-	if l.Enabled(ctx, slog.LevelDebug) {
+	// A requirement that cannot be checked (the RBAC policy unavailable) is
+	// an outage, logged like the middleware's own.
+	level := slog.LevelDebug
+	switch {
+	case e.Status == http.StatusServiceUnavailable && ctx.Err() == nil:
+		level = slog.LevelWarn
+	case e.Status >= http.StatusInternalServerError && e.Status != http.StatusServiceUnavailable:
+		level = slog.LevelError
+	}
+	if l.Enabled(ctx, level) {
 		attrs := []slog.Attr{slog.Int("status", e.Status), slog.String("reason", e.Message), slog.String("route", c.Path())}
+		if e.Status >= http.StatusInternalServerError && e.Err != nil {
+			attrs = append(attrs, slog.String("error", e.Err.Error()))
+		}
 		if st != nil && st.cfg.LogSensitiveData && sc.session != nil {
 			attrs = append(attrs, slog.String("member_id", sc.session.MemberID))
 		}
-		l.LogAttrs(ctx, slog.LevelDebug, "echostytch: requirement not met", attrs...)
+		l.LogAttrs(ctx, level, "echostytch: requirement not met", attrs...)
 	}
 	if st != nil {
-		if e.Status == http.StatusForbidden {
+		// The middleware counted the request ok; count what the
+		// requirement answered instead of letting it through.
+		switch {
+		case e.Status == http.StatusForbidden:
 			st.tel.Count(ctx, telemetry.OutcomeForbidden)
+		case e.Status == http.StatusServiceUnavailable:
+			st.tel.Count(ctx, telemetry.OutcomeUnavailable)
+		case e.Status >= http.StatusInternalServerError:
+			st.tel.Count(ctx, telemetry.OutcomeError)
 		}
 		return st.errorHandler(c, e)
 	}

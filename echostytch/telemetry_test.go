@@ -72,6 +72,8 @@ func newTelRig(t *testing.T, env map[string]string) *telRig {
 	e.GET("/admin", func(c echo.Context) error { return c.NoContent(http.StatusOK) }, auth, echostytch.RequireClaims("admin"))
 	e.GET("/opt", func(c echo.Context) error { return c.NoContent(http.StatusOK) }, echostytch.New(opt))
 	e.POST("/logout", stack.Logout(), auth)
+	e.GET("/doc", func(c echo.Context) error { return c.NoContent(http.StatusOK) }, auth,
+		echostytch.RequirePermission(stack.Policy, "documents", "read"))
 	require.Eventually(t, func() bool { return emu.Calls(stytchtest.JWKS) >= 1 }, 5*time.Second, 5*time.Millisecond)
 	r := &telRig{
 		rig:     &rig{emu: emu, org: emu.CreateOrganization(stytchtest.OrganizationParams{Name: "Acme"}), stack: stack, e: e},
@@ -376,6 +378,41 @@ func TestTelemetry(t *testing.T) {
 			r.assertNoSecrets(t)
 		})
 	}
+}
+
+// TestTelemetryPermissionChecks: a permission check that cannot be made
+// (the RBAC policy endpoint down) is counted unavailable, one that denies
+// is counted forbidden, each for a request the middleware counted ok; the
+// policy fetches are counted by endpoint, and a JWT's verification leaves
+// nothing secret behind either.
+func TestTelemetryPermissionChecks(t *testing.T) {
+	r := newTelRig(t, nil)
+	a := r.session(t)
+	r.emu.InjectFault(stytchtest.RBACPolicy, stytchtest.Fault{Status: http.StatusInternalServerError})
+	require.Equal(t, http.StatusServiceUnavailable, r.get("/doc", a.Token))
+	d := r.step(t)
+	assert.EqualValues(t, 1, d.sum("ayzauth.auth.requests", "ayzauth.outcome=ok"))
+	assert.EqualValues(t, 1, d.sum("ayzauth.auth.requests", "ayzauth.outcome=unavailable"))
+	assert.EqualValues(t, 2, d.sum("ayzauth.stytch.requests", "ayzauth.stytch.endpoint=policy", "http.response.status_code=500"),
+		"the first attempt and one retry")
+
+	r.emu.ClearFaults()
+	require.NoError(t, r.stack.Policy.Refresh(context.Background()))
+	r.step(t)
+	// The session's roles (stytch_member) grant nothing on documents; the
+	// JWT path is verified locally.
+	require.Equal(t, http.StatusForbidden, r.get("/doc", a.JWT))
+	d = r.step(t)
+	assert.EqualValues(t, 1, d.sum("ayzauth.auth.requests", "ayzauth.outcome=ok"))
+	assert.EqualValues(t, 1, d.sum("ayzauth.auth.requests", "ayzauth.outcome=forbidden"))
+	assert.Zero(t, d.sum("ayzauth.auth.requests", "ayzauth.outcome=unavailable"))
+	assert.Zero(t, d.sum("ayzauth.stytch.requests", "ayzauth.stytch.endpoint=authenticate"), "a fresh JWT costs no call")
+	verify := d.named("ayzauth.verify")
+	require.Len(t, verify, 1)
+	assert.Equal(t, "jwt", spanAttr(verify[0], "ayzauth.token.kind"))
+	r.secrets = append(r.secrets, "bad-token-never-recorded")
+	require.Equal(t, http.StatusUnauthorized, r.get("/p", "bad-token-never-recorded"))
+	r.assertNoSecrets(t)
 }
 
 // assertNoSecrets checks every recorded attribute (data points, spans,
