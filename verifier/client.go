@@ -460,9 +460,18 @@ func mapStatus(path string, status int, raw []byte) (*APIError, bool) {
 		// A 4xx that is not Stytch's JSON (a proxy, a wrong base URL).
 		e.Kind, e.Err = ErrUnavailable, errors.New("non-JSON error answer")
 		return e, false
+	case status == http.StatusUnauthorized && path == pathAuthenticate && aboutToken(eb.ErrorType):
+		// A JWT Stytch could not parse or accept (unable_to_parse_session_jwt,
+		// jwt_invalid_audience, ...) may come back as a 401: the caller's
+		// token is bad, our credentials are not in question.
+		e.Kind = ErrInvalidSession
 	case status == http.StatusUnauthorized:
+		// unauthorized_credentials*, unauthorized_project_id_*: ours.
 		e.Kind = ErrMisconfigured
 	case status == http.StatusNotFound && eb.ErrorType == "session_not_found":
+		e.Kind = ErrInvalidSession
+	case status == http.StatusNotFound && path == pathAuthenticate && sessionGone(eb.ErrorType):
+		// The session's member or organization no longer exists.
 		e.Kind = ErrInvalidSession
 	case status == http.StatusBadRequest && path == pathAuthenticate:
 		// 400s of authenticate are about the token or JWT we passed on.
@@ -477,8 +486,24 @@ func mapStatus(path string, status int, raw []byte) (*APIError, bool) {
 	return e, false
 }
 
+// aboutToken reports whether a Stytch error_type is about the session,
+// token or JWT passed on, rather than about our credentials
+// (unauthorized_*).
 func aboutToken(errorType string) bool {
+	if strings.HasPrefix(errorType, "unauthorized") {
+		return false
+	}
 	return strings.Contains(errorType, "session") || strings.Contains(errorType, "token") || strings.Contains(errorType, "jwt")
+}
+
+// sessionGone reports whether a 404 of authenticate says that what the
+// session belongs to is gone.
+func sessionGone(errorType string) bool {
+	switch errorType {
+	case "member_not_found", "organization_not_found":
+		return true
+	}
+	return aboutToken(errorType)
 }
 
 // redactURLError drops the URL from a transport error: it is ours and not

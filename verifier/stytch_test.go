@@ -184,6 +184,14 @@ func TestErrorMappingAndRetries(t *testing.T) {
 		{"401 credentials not retried", stytchtest.Fault{Status: 401, ErrorType: "unauthorized_credentials"}, verifier.ErrMisconfigured, 1, "unauthorized_credentials"},
 		{"400 about the token not retried", stytchtest.Fault{Status: 400, ErrorType: "invalid_session_token"}, verifier.ErrInvalidSession, 1, "invalid_session_token"},
 		{"404 not retried", stytchtest.Fault{Status: 404, ErrorType: "session_not_found"}, verifier.ErrInvalidSession, 1, "session_not_found"},
+		{"401 about the JWT is the token's fault", stytchtest.Fault{Status: 401, ErrorType: "unable_to_parse_session_jwt"}, verifier.ErrInvalidSession, 1, "unable_to_parse_session_jwt"},
+		{"401 jwt_invalid_audience", stytchtest.Fault{Status: 401, ErrorType: "jwt_invalid_audience"}, verifier.ErrInvalidSession, 1, "jwt_invalid_audience"},
+		{"401 project ID refused is ours", stytchtest.Fault{Status: 401, ErrorType: "unauthorized_project_id_test"}, verifier.ErrMisconfigured, 1, "unauthorized_project_id_test"},
+		{"401 of unknown type is ours", stytchtest.Fault{Status: 401, ErrorType: "something_new"}, verifier.ErrMisconfigured, 1, "something_new"},
+		{"404 member gone", stytchtest.Fault{Status: 404, ErrorType: "member_not_found"}, verifier.ErrInvalidSession, 1, "member_not_found"},
+		{"404 organization gone", stytchtest.Fault{Status: 404, ErrorType: "organization_not_found"}, verifier.ErrInvalidSession, 1, "organization_not_found"},
+		{"404 of a wrong path is ours", stytchtest.Fault{Status: 404, ErrorType: "not_found"}, verifier.ErrMisconfigured, 1, "not_found"},
+		{"403 https required is ours", stytchtest.Fault{Status: 403, ErrorType: "use_https"}, verifier.ErrMisconfigured, 1, "use_https"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
