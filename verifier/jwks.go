@@ -13,7 +13,7 @@ import (
 	"github.com/MicahParks/jwkset"
 	"github.com/MicahParks/keyfunc/v3"
 	"github.com/golang-jwt/jwt/v5"
-	"golang.org/x/sync/singleflight"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // errUnknownKID: the JWT names a key the JWKS does not hold (even after a
@@ -32,17 +32,45 @@ type jwks struct {
 	timeout    time.Duration
 
 	cur atomic.Pointer[keyfunc.Keyfunc]
-	sf  singleflight.Group
+
+	// life bounds every fetch: close cancels it, then waits on wg for the
+	// fetches in flight, so that none outlives Close. A fetch is detached
+	// from its callers' contexts (they share it), never from life.
+	life context.Context
+	stop context.CancelFunc
+	wg   sync.WaitGroup
 
 	mu          sync.Mutex
+	inflight    *fetchCall // the fetch running, shared by its callers
+	closed      bool
 	lastAttempt time.Time // last kid-triggered refetch with a set loaded
 	lastInitial time.Time // last kid-triggered fetch before any set loaded
 
 	fetches atomic.Int64
 }
 
+// fetchCall is one fetch of the set; err is set before done is closed.
+type fetchCall struct {
+	done chan struct{}
+	err  error
+}
+
+// errJWKSClosed: the verifier is closed; no fetch starts any more.
+var errJWKSClosed = errors.New("JWKS closed")
+
 func newJWKS(c *Client, log *slog.Logger, minRefetch, timeout time.Duration) *jwks {
-	return &jwks{client: c, log: log, minRefetch: minRefetch, timeout: timeout}
+	life, stop := context.WithCancel(context.Background())
+	return &jwks{client: c, log: log, minRefetch: minRefetch, timeout: timeout, life: life, stop: stop}
+}
+
+// close cancels the fetches in flight and waits for them; no fetch starts
+// afterwards. It is idempotent.
+func (j *jwks) close() {
+	j.mu.Lock()
+	j.closed = true
+	j.mu.Unlock()
+	j.stop()
+	j.wg.Wait()
 }
 
 // run refreshes the set every interval until ctx ends, starting at once.
@@ -84,29 +112,64 @@ func (j *jwks) refetch(ctx context.Context, force bool) error {
 		j.mu.Unlock()
 	}
 
-	ch := j.sf.DoChan("jwks", func() (any, error) {
-		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), j.timeout)
-		defer cancel()
-		j.fetches.Add(1)
-		raw, err := j.client.JWKS(fctx)
-		if err != nil {
-			j.log.Warn("stytch: JWKS fetch failed", "error", err)
-			return nil, err
-		}
-		kf, err := keyfunc.NewJWKSetJSON(raw)
-		if err != nil {
-			j.log.Warn("stytch: JWKS unreadable", "error", err)
-			return nil, err
-		}
-		j.cur.Store(&kf)
-		return nil, nil
-	})
+	c := j.start(ctx)
+	if c == nil {
+		return errJWKSClosed
+	}
 	select {
-	case r := <-ch:
-		return r.Err
+	case <-c.done:
+		return c.err
 	case <-ctx.Done():
 		return ctx.Err()
 	}
+}
+
+// start returns the fetch in flight, starting one if there is none, or nil
+// once closed. The fetch runs under life (not ctx: callers that stop
+// waiting do not cancel it for the others) and keeps ctx's span as parent.
+func (j *jwks) start(ctx context.Context) *fetchCall {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if j.closed {
+		return nil
+	}
+	if j.inflight != nil {
+		return j.inflight
+	}
+	c := &fetchCall{done: make(chan struct{})}
+	j.inflight = c
+	j.wg.Add(1)
+	fctx, cancel := context.WithTimeout(trace.ContextWithSpan(j.life, trace.SpanFromContext(ctx)), j.timeout)
+	go func() {
+		defer j.wg.Done()
+		defer cancel()
+		err := j.fetch(fctx)
+		j.mu.Lock()
+		j.inflight = nil
+		j.mu.Unlock()
+		c.err = err
+		close(c.done)
+	}()
+	return c
+}
+
+// fetch fetches the set once and swaps it in.
+func (j *jwks) fetch(ctx context.Context) error {
+	j.fetches.Add(1)
+	raw, err := j.client.JWKS(ctx)
+	if err != nil {
+		if j.life.Err() == nil {
+			j.log.Warn("stytch: JWKS fetch failed", "error", err)
+		}
+		return err
+	}
+	kf, err := keyfunc.NewJWKSetJSON(raw)
+	if err != nil {
+		j.log.Warn("stytch: JWKS unreadable", "error", err)
+		return err
+	}
+	j.cur.Store(&kf)
+	return nil
 }
 
 // key is the jwt.Keyfunc: it returns the RSA public key named by the

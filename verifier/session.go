@@ -156,10 +156,11 @@ func (s *Session) String() string {
 
 // MarshalJSON renders the session as the Python original's to_dict does:
 // RFC 3339 timestamps, empty lists and objects rather than null, and never a
-// session token or JWT.
-func (s *Session) MarshalJSON() ([]byte, error) {
+// session token or JWT. It has a value receiver so that a Session and a
+// *Session (and structs embedding either) marshal alike.
+func (s Session) MarshalJSON() ([]byte, error) {
 	type plain Session // no methods: avoids recursion
-	c := plain(*s)
+	c := plain(s)
 	if c.Roles == nil {
 		c.Roles = []string{}
 	}

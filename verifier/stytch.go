@@ -149,10 +149,13 @@ func NewStytch(cfg Config) (*Stytch, error) {
 // Client returns the underlying Stytch API client.
 func (s *Stytch) Client() *Client { return s.client }
 
-// Close stops the JWKS refresher and waits for it. It is idempotent.
+// Close stops the JWKS refresher and cancels the JWKS fetches in flight
+// (background or caused by a JWT), and waits for them all: no goroutine of
+// the verifier outlives Close. It is idempotent.
 func (s *Stytch) Close() error {
 	s.closeOnce.Do(func() {
 		s.stop()
+		s.keys.close()
 		<-s.done
 		s.client.CloseIdleConnections()
 	})

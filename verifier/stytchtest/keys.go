@@ -348,7 +348,7 @@ type jwk struct {
 	Kty    string   `json:"kty"`
 	Use    string   `json:"use"`
 	KeyOps []string `json:"key_ops"`
-	Alg    string   `json:"alg"`
+	Alg    string   `json:"alg,omitempty"`
 	Kid    string   `json:"kid"`
 	N      string   `json:"n"`
 	E      string   `json:"e"`
@@ -356,6 +356,10 @@ type jwk struct {
 
 func (s *Server) jwksLocked() []jwk {
 	keys := []jwk{}
+	alg := "RS256"
+	if s.noAlg {
+		alg = ""
+	}
 	for _, k := range s.keys {
 		if k.retired {
 			continue
@@ -365,7 +369,7 @@ func (s *Server) jwksLocked() []jwk {
 			Kty:    "RSA",
 			Use:    "sig",
 			KeyOps: []string{"verify"},
-			Alg:    "RS256",
+			Alg:    alg,
 			Kid:    k.kid,
 			N:      base64.RawURLEncoding.EncodeToString(pub.N.Bytes()),
 			E:      base64.RawURLEncoding.EncodeToString(big.NewInt(int64(pub.E)).Bytes()),

@@ -25,6 +25,7 @@ type Server struct {
 	secret    string
 	clock     func() time.Time
 	urlIss    bool
+	noAlg     bool
 
 	closeOnce sync.Once
 	closing   chan struct{}
@@ -49,6 +50,7 @@ type config struct {
 	projectID, secret string
 	clock             func() time.Time
 	urlIssuer         bool
+	noJWKSAlg         bool
 	key               *rsa.PrivateKey
 	policy            *Policy
 }
@@ -79,6 +81,14 @@ func WithClock(now func() time.Time) Option {
 // way.
 func WithURLIssuer() Option {
 	return func(c *config) { c.urlIssuer = true }
+}
+
+// WithoutJWKSAlg makes the JWKS omit each key's optional "alg" parameter
+// (RFC 7517 section 4.4), so that a client cannot rely on it to refuse
+// JWTs signed with another algorithm by the same key: it must restrict the
+// algorithms itself. JWTs are still signed RS256.
+func WithoutJWKSAlg() Option {
+	return func(c *config) { c.noJWKSAlg = true }
 }
 
 // WithKey makes the server use key as its first signing key instead of
@@ -127,6 +137,7 @@ func New(opts ...Option) *Server {
 		secret:    cfg.secret,
 		clock:     cfg.clock,
 		urlIss:    cfg.urlIssuer,
+		noAlg:     cfg.noJWKSAlg,
 		closing:   make(chan struct{}),
 		orgs:      map[string]*organization{},
 		members:   map[string]*member{},
