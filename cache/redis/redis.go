@@ -38,6 +38,7 @@ import (
 	"fmt"
 	"hash/maphash"
 	"log/slog"
+	neturl "net/url"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -74,7 +75,8 @@ type Options struct {
 	// URLs use ?master_set=).
 	MasterSet string
 	// Username and Password authenticate (ACL user or requirepass). With
-	// NewFromURL they apply only when the URL has none.
+	// NewFromURL, Password applies when the URL has no password, and
+	// Username when the URL has neither a user name nor a password.
 	Username string
 	Password string
 	// DB selects a database (not in cluster mode). With NewFromURL it
@@ -201,24 +203,57 @@ func New(ctx context.Context, opts Options) (*Store, error) {
 //	rediss://...   (TLS)
 //	redis://sentinel1:26379?addr=sentinel2:26379&master_set=mymaster
 //
-// Several seed addresses (?addr=) address a cluster. Options.Password/
-// Username, DB and TLS apply only when the URL has none; Options.Addrs and
+// Several seed addresses (?addr=) address a cluster. What the URL states
+// wins over Options: Options.Password applies only when the URL has no
+// (non-empty) password, Options.Username only when the URL has neither a
+// user name nor a password, Options.DB only when the URL selects no
+// database (an explicit "/0" or "?db=0" selects database 0), and
+// Options.TLS only when the URL is not rediss://. Options.Addrs and
 // MasterSet are ignored.
 func NewFromURL(ctx context.Context, url string, opts Options) (*Store, error) {
-	co, err := rueidis.ParseURL(url)
+	co, err := clientOptionFromURL(url, opts)
 	if err != nil {
-		return nil, fmt.Errorf("redis: parse URL: %w", err)
+		return nil, err
 	}
-	if co.Password == "" && co.Username == "" {
-		co.Username, co.Password = opts.Username, opts.Password
+	return newStore(ctx, co, opts)
+}
+
+// clientOptionFromURL parses rawURL with rueidis.ParseURL and completes the
+// result from opts where the URL says nothing (see NewFromURL). rueidis
+// reports an absent database and password as their zero values, so the
+// URL itself is consulted to tell "/0" from no database.
+func clientOptionFromURL(rawURL string, opts Options) (rueidis.ClientOption, error) {
+	co, err := rueidis.ParseURL(rawURL)
+	if err != nil {
+		return rueidis.ClientOption{}, fmt.Errorf("redis: parse URL: %w", err)
 	}
-	if co.SelectDB == 0 {
+	u, err := neturl.Parse(rawURL) // cannot fail: rueidis.ParseURL parsed it
+	if err != nil {
+		return rueidis.ClientOption{}, fmt.Errorf("redis: parse URL: %w", err)
+	}
+	if co.Password == "" {
+		if co.Username == "" {
+			co.Username = opts.Username
+		}
+		co.Password = opts.Password
+	}
+	if !urlSelectsDB(u) {
 		co.SelectDB = opts.DB
 	}
 	if co.TLSConfig == nil {
 		co.TLSConfig = opts.TLS
 	}
-	return newStore(ctx, co, opts)
+	return co, nil
+}
+
+// urlSelectsDB reports whether a URL accepted by rueidis.ParseURL names a
+// database: a "db" query parameter, or (except for unix://, whose path is
+// the socket) a path "/<n>".
+func urlSelectsDB(u *neturl.URL) bool {
+	if u.Query().Has("db") {
+		return true
+	}
+	return u.Scheme != "unix" && strings.Trim(u.Path, "/") != ""
 }
 
 func newStore(ctx context.Context, co rueidis.ClientOption, opts Options) (*Store, error) {
