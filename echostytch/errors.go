@@ -39,6 +39,7 @@ const (
 	msgUnavailable   = "Authentication service temporarily unavailable"
 	msgMisconfigured = "Authentication service misconfigured"
 	msgInternal      = "An unexpected error occurred during authentication"
+	msgForbidden     = "Not authorized for this resource"
 )
 
 // Sentinel errors. Every *Error produced by this package matches exactly one
@@ -61,7 +62,9 @@ var (
 	ErrMisconfigured = errors.New("echostytch: authentication service misconfigured")
 	// ErrInternal: any other verifier failure. 500.
 	ErrInternal = errors.New("echostytch: unexpected authentication error")
-	// ErrInsufficientPermissions: required claims or roles are missing. 403.
+	// ErrInsufficientPermissions: required claims, roles, permissions or
+	// organization are missing, or Stytch refused an authorization check
+	// (verifier.ErrForbidden). 403.
 	ErrInsufficientPermissions = errors.New("echostytch: insufficient permissions")
 	// ErrInsufficientAuthentication: required authentication factors are
 	// missing. 403.
@@ -128,7 +131,8 @@ func malformedError(reason string, err error) *Error {
 
 // verifyError maps an error from Verifier.Verify to the error contract.
 // Errors matching context.DeadlineExceeded or context.Canceled (and no
-// verifier sentinel) count as "unavailable".
+// verifier sentinel) count as "unavailable"; verifier.ErrForbidden (Stytch
+// refused an authorization check) is a 403 insufficient_permissions.
 func verifyError(err error) *Error {
 	switch {
 	case err == nil:
@@ -144,6 +148,12 @@ func verifyError(err error) *Error {
 	case errors.Is(err, verifier.ErrInvalidSession):
 		return &Error{Kind: ErrTokenInvalid, Status: http.StatusUnauthorized, Code: CodeAuthenticationFailed,
 			Type: TypeTokenVerification, Message: msgTokenInvalid, Err: err}
+	case errors.Is(err, verifier.ErrForbidden):
+		// Stytch refused an authorization check made with the call
+		// (403 session_authorization_error, …_tenancy_error): the session
+		// is fine, access is not granted.
+		return &Error{Kind: ErrInsufficientPermissions, Status: http.StatusForbidden, Code: CodeInsufficientPermissions,
+			Type: TypeAuthorization, Message: msgForbidden, Err: err}
 	case errors.Is(err, verifier.ErrUnavailable),
 		errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
 		return &Error{Kind: ErrServiceUnavailable, Status: http.StatusServiceUnavailable, Code: CodeServiceUnavailable,

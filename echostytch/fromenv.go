@@ -6,9 +6,12 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"os"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -56,8 +59,19 @@ type Stack struct {
 type StackOption func(*stackOptions)
 
 type stackOptions struct {
-	mp metric.MeterProvider
-	tp trace.TracerProvider
+	mp     metric.MeterProvider
+	tp     trace.TracerProvider
+	logOut io.Writer
+}
+
+func buildStackOptions(opts []StackOption) stackOptions {
+	var o stackOptions
+	for _, opt := range opts {
+		if opt != nil {
+			opt(&o)
+		}
+	}
+	return o
 }
 
 // WithMeterProvider sends the metrics of every part of the stack (the
@@ -73,17 +87,29 @@ func WithTracerProvider(tp trace.TracerProvider) StackOption {
 	return func(o *stackOptions) { o.tp = tp }
 }
 
+// WithLogOutput makes FromEnv write its logs (text, at STYTCH_LOG_LEVEL)
+// to w instead of stderr, e.g. to collect them in a test. NewStack, which
+// takes its logger as an argument, ignores it.
+func WithLogOutput(w io.Writer) StackOption {
+	return func(o *stackOptions) { o.logOut = w }
+}
+
 // FromEnv reads the STYTCH_* variables through lookuper (nil: the process
 // environment) and builds a Stack: the Stytch verifier, the cache backend
 // chosen by STYTCH_CACHE_BACKEND, the caching verifier and the middleware
-// Config. Logs go to stderr as text at STYTCH_LOG_LEVEL. Metrics and spans
-// go to the global OpenTelemetry providers unless opts say otherwise.
+// Config. Logs go to stderr (or WithLogOutput's writer) as text at
+// STYTCH_LOG_LEVEL. Metrics and spans go to the global OpenTelemetry
+// providers unless opts say otherwise.
 func FromEnv(ctx context.Context, lookuper envconfig.Lookuper, opts ...StackOption) (*Stack, error) {
 	s, err := LoadSettings(ctx, lookuper)
 	if err != nil {
 		return nil, err
 	}
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: s.LogLevel}))
+	var out io.Writer = os.Stderr
+	if o := buildStackOptions(opts); o.logOut != nil {
+		out = o.logOut
+	}
+	log := slog.New(slog.NewTextHandler(out, &slog.HandlerOptions{Level: s.LogLevel}))
 	return NewStack(ctx, s, log, opts...)
 }
 
@@ -96,12 +122,7 @@ func NewStack(ctx context.Context, s *Settings, log *slog.Logger, opts ...StackO
 	if log == nil {
 		log = slog.Default()
 	}
-	var o stackOptions
-	for _, opt := range opts {
-		if opt != nil {
-			opt(&o)
-		}
-	}
+	o := buildStackOptions(opts)
 	st := &Stack{Settings: s, Logger: log}
 	ok := false
 	defer func() {
@@ -210,9 +231,22 @@ func newRedis(ctx context.Context, s *Settings, log *slog.Logger, o *stackOption
 	}
 	r, err := redis.NewLazyFromURL(ctx, s.RedisURL, opts)
 	if err != nil {
-		return nil, fmt.Errorf("echostytch: STYTCH_REDIS_URL: %w", err)
+		// Name the variable the URL came from (REDIS_URL is the fallback).
+		return nil, &SettingError{Variable: cmp.Or(s.redisURLVar, "STYTCH_REDIS_URL"), Problem: redactURLIn(err.Error(), s.RedisURL)}
 	}
 	return r, nil
+}
+
+// redactURLIn replaces rawURL (bare or quoted, as url.Error quotes it) in
+// msg by its redacted form, so that an error about a URL the parser
+// rejected does not reveal a password in it.
+func redactURLIn(msg, rawURL string) string {
+	if rawURL == "" {
+		return msg
+	}
+	red := RedactURL(rawURL)
+	msg = strings.ReplaceAll(msg, strconv.Quote(rawURL), strconv.Quote(red))
+	return strings.ReplaceAll(msg, rawURL, red)
 }
 
 // Close releases everything the stack started, in an order that is safe

@@ -16,6 +16,7 @@ import (
 
 	"github.com/ayzauth/ayzauth/echostytch"
 	"github.com/ayzauth/ayzauth/internal/redistest"
+	"github.com/ayzauth/ayzauth/verifier"
 	"github.com/ayzauth/ayzauth/verifier/stytchtest"
 )
 
@@ -157,4 +158,140 @@ func TestLogoutIgnoresJunkTokens(t *testing.T) {
 	e.ServeHTTP(rec, req)
 	assert.Equal(t, http.StatusNoContent, rec.Code)
 	assert.Equal(t, 1, emu.Calls(stytchtest.Revoke), "only the live session is revoked")
+}
+
+// TestFromEnvRedisURLErrorNamesVariable: a Redis URL that the Redis client
+// rejects is a start-up error naming the variable it was read from,
+// including the REDIS_URL fallback (design.md §4).
+func TestFromEnvRedisURLErrorNamesVariable(t *testing.T) {
+	emu := stytchtest.New()
+	defer emu.Close()
+	const bad = "redis://127.0.0.1:1/notadb"
+	cases := []struct {
+		name     string
+		env      map[string]string
+		variable string
+	}{
+		{"STYTCH_REDIS_URL", map[string]string{"STYTCH_REDIS_URL": bad}, "STYTCH_REDIS_URL"},
+		{"REDIS_URL fallback", map[string]string{"REDIS_URL": bad}, "REDIS_URL"},
+		{"REDIS_URL fallback, bad ?db", map[string]string{"REDIS_URL": "redis://127.0.0.1:1?db=x"}, "REDIS_URL"},
+		{"STYTCH_REDIS_URL wins", map[string]string{"STYTCH_REDIS_URL": bad, "REDIS_URL": "redis://127.0.0.1:1"}, "STYTCH_REDIS_URL"},
+		{"tiered from REDIS_URL", map[string]string{"REDIS_URL": bad, "STYTCH_CACHE_BACKEND": "tiered"}, "REDIS_URL"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := echostytch.FromEnv(context.Background(), emulatorEnv(emu, tc.env))
+			require.Error(t, err)
+			var se *echostytch.SettingError
+			require.ErrorAs(t, err, &se)
+			assert.Equal(t, tc.variable, se.Variable)
+			assert.True(t, strings.HasPrefix(err.Error(), "echostytch: "+tc.variable+": "), err.Error())
+			if tc.variable == "REDIS_URL" {
+				assert.NotContains(t, err.Error(), "STYTCH_REDIS_URL")
+			}
+			assert.NotContains(t, err.Error(), emu.Secret())
+		})
+	}
+
+	// Settings built by hand (not loaded): the error names
+	// STYTCH_REDIS_URL and does not reveal a password in an unparsable URL.
+	s, err := echostytch.LoadSettings(context.Background(), emulatorEnv(emu, nil))
+	require.NoError(t, err)
+	s.RedisURL, s.CacheBackend = "redis://user:hunter2hunter2@h%zz:6379", echostytch.CacheRedis
+	_, err = echostytch.NewStack(context.Background(), s, nil)
+	var se *echostytch.SettingError
+	require.ErrorAs(t, err, &se)
+	assert.Equal(t, "STYTCH_REDIS_URL", se.Variable)
+	assert.NotContains(t, err.Error(), "hunter2hunter2")
+}
+
+// TestRealStackErrorAnswers drives error rows of design.md §3 through Echo
+// with the real stack (FromEnv against the emulator): Stytch rejecting our
+// credentials is the 500 "misconfigured" answer, and Stytch refusing an
+// authorization check (verifier.ErrForbidden) is a 403.
+func TestRealStackErrorAnswers(t *testing.T) {
+	const (
+		misconfigured = `{"error":"internal_server_error","message":"Authentication service misconfigured","type":"configuration"}`
+		forbidden     = `{"error":"insufficient_permissions","message":"Not authorized for this resource","type":"authorization"}`
+	)
+	cases := []struct {
+		name   string
+		secret bool // a wrong STYTCH_SECRET
+		fault  *stytchtest.Fault
+		jwt    bool // send the session JWT instead of the opaque token
+		status int
+		body   string
+		kind   error
+	}{
+		{name: "wrong secret", secret: true, status: http.StatusInternalServerError, body: misconfigured,
+			kind: echostytch.ErrMisconfigured},
+		{name: "wrong secret, JWT", secret: true, jwt: true, status: http.StatusInternalServerError, body: misconfigured,
+			kind: echostytch.ErrMisconfigured},
+		{name: "authorization refused", status: http.StatusForbidden, body: forbidden, kind: echostytch.ErrInsufficientPermissions,
+			fault: &stytchtest.Fault{Status: http.StatusForbidden, ErrorType: "session_authorization_error"}},
+		{name: "authorization refused, tenancy", status: http.StatusForbidden, body: forbidden, kind: echostytch.ErrInsufficientPermissions,
+			fault: &stytchtest.Fault{Status: http.StatusForbidden, ErrorType: "session_authorization_tenancy_error"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			emu := stytchtest.New()
+			defer emu.Close()
+			org := emu.CreateOrganization(stytchtest.OrganizationParams{Name: "Acme"})
+			m, err := emu.CreateMember(org.ID, stytchtest.MemberParams{Email: "ada@acme.test"})
+			require.NoError(t, err)
+			sess, err := emu.CreateSession(m.ID, stytchtest.SessionParams{})
+			require.NoError(t, err)
+			env := map[string]string{"STYTCH_MAX_RETRIES": "0"}
+			if tc.secret {
+				env["STYTCH_SECRET"] = "secret-test-WRONGWRONGWRONGWRONGWRONG"
+			}
+			if tc.fault != nil {
+				emu.InjectFault(stytchtest.Authenticate, *tc.fault)
+			}
+			stack, err := echostytch.FromEnv(context.Background(), emulatorEnv(emu, env))
+			require.NoError(t, err)
+			defer stack.Close()
+
+			var handled error
+			cfg := stack.Config
+			cfg.ErrorHandler = func(c echo.Context, err error) error {
+				handled = err
+				return echostytch.WriteError(c, err, "")
+			}
+			optCfg := stack.Config
+			optCfg.Optional = true
+			e := echo.New()
+			e.GET("/p", memberHandler, echostytch.New(cfg))
+			e.GET("/o", memberHandler, echostytch.New(optCfg))
+			tok := sess.Token
+			if tc.jwt {
+				tok = sess.JWT
+			}
+			req := httptest.NewRequest(http.MethodGet, "/p", nil)
+			req.Header.Set("Authorization", "Bearer "+tok)
+			rec := httptest.NewRecorder()
+			e.ServeHTTP(rec, req)
+			assert.Equal(t, tc.status, rec.Code)
+			assert.JSONEq(t, tc.body, rec.Body.String())
+			assert.Empty(t, rec.Header().Get("WWW-Authenticate"))
+			assert.Empty(t, rec.Header().Get("Retry-After"))
+			require.Error(t, handled)
+			assert.ErrorIs(t, handled, tc.kind)
+			if tc.fault != nil {
+				assert.ErrorIs(t, handled, verifier.ErrForbidden)
+			} else {
+				assert.ErrorIs(t, handled, verifier.ErrMisconfigured)
+			}
+			assert.Positive(t, emu.Calls(stytchtest.Authenticate)+emu.Calls(stytchtest.JWKS), "Stytch was asked")
+
+			// Optional authentication: a 403 is anonymous; a
+			// misconfiguration too (degraded), never the caller's fault.
+			req = httptest.NewRequest(http.MethodGet, "/o", nil)
+			req.Header.Set("Authorization", "Bearer "+tok)
+			rec = httptest.NewRecorder()
+			e.ServeHTTP(rec, req)
+			assert.Equal(t, http.StatusOK, rec.Code)
+			assert.JSONEq(t, `{"anonymous":true}`, rec.Body.String())
+		})
+	}
 }

@@ -1,10 +1,14 @@
 package echostytch_test
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
+	"fmt"
 	"log/slog"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 
@@ -13,6 +17,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/ayzauth/ayzauth/echostytch"
+	"github.com/ayzauth/ayzauth/internal/redistest"
+	"github.com/ayzauth/ayzauth/verifier/stytchtest"
 )
 
 func TestTokenFingerprint(t *testing.T) {
@@ -136,4 +142,150 @@ func TestSuccessPathAllocations(t *testing.T) {
 	inCtx := echostytch.New(echostytch.Config{Verifier: mapVerifier(sessions()), Logger: info, SessionInContext: true})
 	assert.Equal(t, base+1, measure(inCtx, "Authorization", "Bearer "+tokPlain), "SessionInContext: the request copy")
 	assert.Greater(t, measure(mw, "Authorization", "Basic x"), base, "failure path may allocate")
+}
+
+// TestRealStackLogsNeverContainTokens builds the real stack (FromEnv against
+// the emulator, STYTCH_LOG_LEVEL=DEBUG, its text logs collected) and drives
+// every path that logs: valid opaque token, valid JWT in the header and in
+// the cookie, a revoked token, malformed tokens, an outage (required and
+// optional routes) and a logout. Neither the logs nor the printed settings
+// may contain a token, a JWT or any of its segments, the secret or the Redis
+// password; the logs must contain the tokens' fingerprints, so that the test
+// fails if nothing is logged.
+func TestRealStackLogsNeverContainTokens(t *testing.T) {
+	const redisPass = "redis-pass-TOPSECRET-0123456789"
+	srv := redistest.Start(t, redistest.WithArgs("--requirepass", redisPass))
+	backends := []struct {
+		name string
+		env  map[string]string
+	}{
+		{"memory", nil},
+		{"tiered", map[string]string{"STYTCH_REDIS_URL": "redis://:" + redisPass + "@" + srv.Addr(), "STYTCH_CACHE_BACKEND": "tiered"}},
+		{"redis, password variable", map[string]string{"REDIS_URL": "redis://" + srv.Addr(), "STYTCH_REDIS_PASSWORD": redisPass}},
+	}
+	for _, bc := range backends {
+		t.Run(bc.name, func(t *testing.T) {
+			emu := stytchtest.New()
+			defer emu.Close()
+			org := emu.CreateOrganization(stytchtest.OrganizationParams{Name: "Acme"})
+			m, err := emu.CreateMember(org.ID, stytchtest.MemberParams{Email: "ada@acme.test", Name: "Ada Lovelace"})
+			require.NoError(t, err)
+			newSession := func() stytchtest.Session {
+				s, err := emu.CreateSession(m.ID, stytchtest.SessionParams{})
+				require.NoError(t, err)
+				return s
+			}
+			live, revoked, down, loggedOut := newSession(), newSession(), newSession(), newSession()
+			emu.Revoke(revoked.ID)
+			cookieJWT := newSession().JWT
+			require.NotEqual(t, live.JWT, cookieJWT)
+			malformedOpaque := "tok*SENSITIVE*malformed*0123456789abcdef"
+			malformedJWT := "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJNQUxGT1JNRUQifQ" // two segments
+
+			env := map[string]string{"STYTCH_LOG_LEVEL": "DEBUG", "STYTCH_MAX_RETRIES": "0", "STYTCH_REQUEST_TIMEOUT": "2"}
+			for k, v := range bc.env {
+				env[k] = v
+			}
+			var logs logBuffer
+			stack, err := echostytch.FromEnv(context.Background(), emulatorEnv(emu, env), echostytch.WithLogOutput(&logs))
+			require.NoError(t, err)
+			defer stack.Close()
+			require.Equal(t, slog.LevelDebug, stack.Settings.LogLevel)
+
+			e := echo.New()
+			auth := echostytch.New(stack.Config)
+			optCfg := stack.Config
+			optCfg.Optional = true
+			e.GET("/p", memberHandler, auth)
+			e.GET("/o", memberHandler, echostytch.New(optCfg))
+			e.POST("/logout", stack.Logout(), auth)
+
+			bearer := func(tok string) []string { return []string{"Authorization", "Bearer " + tok} }
+			steps := []struct {
+				name   string
+				method string
+				path   string
+				header []string
+				cookie *http.Cookie
+				status int
+				before func()
+			}{
+				{"opaque token", "GET", "/p", bearer(live.Token), nil, http.StatusOK, nil},
+				{"opaque token, cached", "GET", "/p", bearer(live.Token), nil, http.StatusOK, nil},
+				{"opaque token cookie", "GET", "/p", nil, &http.Cookie{Name: "stytch_session", Value: live.Token}, http.StatusOK, nil},
+				{"JWT header", "GET", "/p", bearer(live.JWT), nil, http.StatusOK, nil},
+				{"JWT cookie", "GET", "/p", nil, &http.Cookie{Name: "stytch_session_jwt", Value: cookieJWT}, http.StatusOK, nil},
+				{"revoked token", "GET", "/p", bearer(revoked.Token), nil, http.StatusUnauthorized, nil},
+				{"revoked token, optional", "GET", "/o", bearer(revoked.Token), nil, http.StatusOK, nil},
+				{"malformed opaque token", "GET", "/p", bearer(malformedOpaque), nil, http.StatusUnauthorized, nil},
+				{"malformed JWT cookie", "GET", "/p", nil, &http.Cookie{Name: "stytch_session_jwt", Value: malformedJWT}, http.StatusUnauthorized, nil},
+				{"outage", "GET", "/p", bearer(down.Token), nil, http.StatusServiceUnavailable,
+					func() {
+						emu.InjectFault(stytchtest.Authenticate, stytchtest.Fault{Status: http.StatusServiceUnavailable})
+					}},
+				{"outage, optional", "GET", "/o", bearer(down.Token), nil, http.StatusOK, nil},
+				{"logout", "POST", "/logout", bearer(loggedOut.Token), nil, http.StatusNoContent, emu.ClearFaults},
+				{"after logout", "GET", "/p", bearer(loggedOut.Token), nil, http.StatusUnauthorized, nil},
+			}
+			for _, st := range steps {
+				if st.before != nil {
+					st.before()
+				}
+				req := httptest.NewRequest(st.method, st.path, nil)
+				for i := 0; i+1 < len(st.header); i += 2 {
+					req.Header.Add(st.header[i], st.header[i+1])
+				}
+				if st.cookie != nil {
+					req.AddCookie(st.cookie)
+				}
+				rec := httptest.NewRecorder()
+				e.ServeHTTP(rec, req)
+				require.Equal(t, st.status, rec.Code, "%s: %s", st.name, rec.Body.String())
+			}
+			require.NoError(t, stack.Close())
+
+			settingsJSON, err := json.Marshal(stack.Settings)
+			require.NoError(t, err)
+			printed := strings.Join([]string{
+				stack.Settings.String(), fmt.Sprint(stack.Settings), fmt.Sprintf("%v %+v %#v %s %q", stack.Settings,
+					stack.Settings, stack.Settings, stack.Settings, stack.Settings),
+				fmt.Sprint(*stack.Settings), string(settingsJSON),
+			}, "\n")
+			out := logs.String()
+			t.Logf("%d bytes of logs", len(out))
+
+			secrets := []string{emu.Secret(), redisPass}
+			for _, tok := range []string{live.Token, revoked.Token, down.Token, loggedOut.Token, live.JWT, cookieJWT,
+				malformedOpaque, malformedJWT} {
+				secrets = append(secrets, tok)
+				if strings.Contains(tok, ".") {
+					secrets = append(secrets, strings.Split(tok, ".")...)
+				}
+			}
+			for _, s := range secrets {
+				require.NotEmpty(t, s)
+				assert.NotContains(t, out, s, "logs")
+				assert.NotContains(t, printed, s, "printed settings")
+			}
+			for _, p := range []string{"ada@acme.test", "Ada Lovelace", m.ID} {
+				assert.NotContains(t, out, p, "personal data without STYTCH_LOG_SENSITIVE_DATA")
+			}
+
+			// Logging was on: the settings line, every level used, and a
+			// fingerprint for each token presented.
+			assert.Contains(t, out, "ayz-auth ready")
+			assert.Contains(t, out, stack.Settings.ProjectID)
+			assert.Contains(t, printed, stack.Settings.ProjectID)
+			assert.Contains(t, out, "level=DEBUG")
+			assert.Contains(t, out, "level=WARN")
+			for name, tok := range map[string]string{"live": live.Token, "revoked": revoked.Token, "down": down.Token,
+				"logged out": loggedOut.Token, "JWT header": live.JWT, "JWT cookie": cookieJWT,
+				"malformed": malformedOpaque, "malformed JWT": malformedJWT} {
+				assert.Contains(t, out, "token_fp="+echostytch.TokenFingerprint(tok), name)
+			}
+			if t.Failed() {
+				t.Logf("logs:\n%s", out)
+			}
+		})
+	}
 }

@@ -100,6 +100,11 @@ type Settings struct {
 	// MaxRetries is STYTCH_MAX_RETRIES (default 3, at most 10): retries of
 	// idempotent failures within the request's deadline.
 	MaxRetries int
+
+	// redisURLVar names the variable RedisURL was read from
+	// ("STYTCH_REDIS_URL" or "REDIS_URL"), for errors about it found after
+	// LoadSettings (NewStack); empty when RedisURL was not loaded.
+	redisURLVar string
 }
 
 // rawSettings receives the variables as strings, so that every parse error
@@ -221,6 +226,7 @@ func LoadSettings(ctx context.Context, lookuper envconfig.Lookuper) (*Settings, 
 		s.RedisURL = trim(raw.RedisURLFallback)
 	}
 	if s.RedisURL != "" {
+		s.redisURLVar = redisVar
 		u, err := url.Parse(s.RedisURL)
 		if err != nil {
 			bad(redisVar, "is not a valid URL")

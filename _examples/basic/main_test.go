@@ -24,11 +24,20 @@ import (
 
 var (
 	buildOnce sync.Once
+	buildDir  string // removed by removeBuildDir after the tests
 	binPath   string
 	buildErr  error
 )
 
-// build compiles the example once per test run.
+// removeBuildDir removes the directory build compiled into, if any.
+func removeBuildDir() {
+	if buildDir != "" {
+		_ = os.RemoveAll(buildDir)
+	}
+}
+
+// build compiles the example once per test run, into a temporary directory
+// that removeBuildDir deletes at the end of the run.
 func build(t *testing.T) string {
 	t.Helper()
 	buildOnce.Do(func() {
@@ -37,6 +46,7 @@ func build(t *testing.T) string {
 			buildErr = err
 			return
 		}
+		buildDir = dir
 		binPath = filepath.Join(dir, "basic")
 		out, err := exec.Command("go", "build", "-race", "-o", binPath, ".").CombinedOutput()
 		if err != nil {

@@ -36,7 +36,14 @@ var leakIgnores = []goleak.Option{
 	goleak.IgnoreAnyFunction("github.com/redis/rueidis.(*clusterClient)._refresh.func2"),
 }
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m, leakIgnores...) }
+// TestMain checks for leaked goroutines after the run, then removes the
+// example's build directory.
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m, append(leakIgnores, goleak.Cleanup(func(code int) {
+		removeBuildDir()
+		os.Exit(code)
+	}))...)
+}
 
 type soakCounts struct {
 	mu sync.Mutex

@@ -24,11 +24,27 @@ import (
 
 var (
 	buildOnce sync.Once
+	buildDir  string // removed by removeBuildDir after the tests
 	binPath   string
 	buildErr  error
 )
 
-// build compiles the example once per test run.
+// TestMain removes the build directory once every test has run.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	removeBuildDir()
+	os.Exit(code)
+}
+
+// removeBuildDir removes the directory build compiled into, if any.
+func removeBuildDir() {
+	if buildDir != "" {
+		_ = os.RemoveAll(buildDir)
+	}
+}
+
+// build compiles the example once per test run, into a temporary directory
+// that removeBuildDir deletes at the end of the run.
 func build(t *testing.T) string {
 	t.Helper()
 	buildOnce.Do(func() {
@@ -37,6 +53,7 @@ func build(t *testing.T) string {
 			buildErr = err
 			return
 		}
+		buildDir = dir
 		binPath = filepath.Join(dir, "rbac")
 		out, err := exec.Command("go", "build", "-race", "-o", binPath, ".").CombinedOutput()
 		if err != nil {
