@@ -292,6 +292,9 @@ func newStore(ctx context.Context, co rueidis.ClientOption, opts Options) (*Stor
 	if co.ClientName == "" {
 		co.ClientName = opts.ClientName
 	}
+	if co.RetryDelay == nil {
+		co.RetryDelay = retryOnce
+	}
 	co.CacheSizeEachConn = opts.CacheSizeEachConn
 	if opts.DisableClientCache {
 		co.DisableCache = true
@@ -471,7 +474,7 @@ func (s *Store) end(parent context.Context, err error, probe bool) error {
 		// report the caller's deadline from a socket deadline before the
 		// caller's context is marked done.)
 		s.br.done(neutral, probe)
-	case errors.As(err, &re):
+	case errors.As(err, &re) && !cannotServe(re):
 		// Redis answered (with an error): it is alive.
 		s.br.done(success, probe)
 	default:
@@ -483,6 +486,30 @@ func (s *Store) end(parent context.Context, err error, probe bool) error {
 		}
 	}
 	return fmt.Errorf("%w: %w", cache.ErrUnavailable, err)
+}
+
+// cannotServe reports whether an error answer means that Redis is up but
+// cannot serve the key for now (a cluster without a master for its slot, a
+// failover or resharding in progress, a server loading its dataset): for
+// the breaker, that is an outage like a dead connection, not a sign of life.
+func cannotServe(re *rueidis.RedisError) bool {
+	if re.IsClusterDown() || re.IsTryAgain() || re.IsLoading() {
+		return true
+	}
+	msg := re.Error()
+	return strings.HasPrefix(msg, "MASTERDOWN") || strings.HasPrefix(msg, "READONLY")
+}
+
+// retryOnce is rueidis's RetryDelay: a failed read is retried once, at once
+// (a connection found dead after a restart, a cluster slot just moved),
+// then the error is reported. rueidis's default retries with backoff until
+// the deadline, so every read against a dead server would take OpTimeout
+// until the breaker opens.
+func retryOnce(attempts int, _ rueidis.Completed, _ error) time.Duration {
+	if attempts <= 1 {
+		return 0
+	}
+	return -1
 }
 
 func callerDeadlinePassed(ctx context.Context) bool {
