@@ -11,9 +11,14 @@ import (
 
 	"github.com/labstack/echo/v4"
 	"github.com/sethvargo/go-envconfig"
+	metricnoop "go.opentelemetry.io/otel/metric/noop"
 
+	"github.com/ayzauth/ayzauth/cache/memory"
+	"github.com/ayzauth/ayzauth/cache/redis"
+	"github.com/ayzauth/ayzauth/cache/tiered"
 	"github.com/ayzauth/ayzauth/echostytch"
 	"github.com/ayzauth/ayzauth/verifier"
+	"github.com/ayzauth/ayzauth/verifier/stytchtest"
 )
 
 // exampleVerifier stands in for the real (cached Stytch) verifier.
@@ -129,4 +134,78 @@ func ExampleConfig_errorHandler() {
 	call(e, "/r", "")
 	// Output:
 	// 401 {"error":"authentication_failed","message":"Authorization header is required","type":"token_extraction"}
+}
+
+// The cache store is chosen in code rather than by STYTCH_CACHE_BACKEND;
+// the handlers do not change. Here an in-process store and a Stytch
+// emulator; see the tiered example for a shared Redis behind it.
+func ExampleWithStore() {
+	emu := stytchtest.New() // stands in for Stytch
+	defer emu.Close()
+	org := emu.CreateOrganization(stytchtest.OrganizationParams{Name: "Acme"})
+	m, _ := emu.CreateMember(org.ID, stytchtest.MemberParams{Email: "ada@acme.test"})
+	sess, _ := emu.CreateSession(m.ID, stytchtest.SessionParams{})
+	env := envconfig.MapLookuper(map[string]string{
+		"STYTCH_PROJECT_ID": emu.ProjectID(), "STYTCH_SECRET": emu.Secret(),
+		"STYTCH_BASE_URL": emu.URL(), "STYTCH_LOG_LEVEL": "ERROR",
+	})
+
+	store, err := memory.New(memory.Options{MaxCost: 16 << 20})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer store.Close() // the caller owns the store: close it after the stack
+	stack, err := echostytch.FromEnv(context.Background(), env, echostytch.WithStore(store))
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer stack.Close()
+
+	e := echo.New()
+	e.GET("/me", func(c echo.Context) error {
+		return c.String(http.StatusOK, echostytch.MustMember(c).MemberEmail)
+	}, echostytch.New(stack.Config))
+	for range 2 {
+		call(e, "/me", sess.Token)
+	}
+	fmt.Println("store from code:", stack.Store == store, "Stytch calls:", emu.Calls(stytchtest.Authenticate))
+	// Output:
+	// 200 ada@acme.test
+	// 200 ada@acme.test
+	// store from code: true Stytch calls: 1
+}
+
+// A tiered store (an in-process L1 kept coherent with a shared Redis L2)
+// built in code. Not run: it needs a Redis server.
+func ExampleWithStore_tiered() {
+	ctx := context.Background()
+	// The tiered store counts L1 lookups itself: give L1 a no-op provider.
+	l1, err := memory.New(memory.Options{MeterProvider: metricnoop.NewMeterProvider()})
+	if err != nil {
+		panic(err)
+	}
+	defer l1.Close()
+	l2, err := redis.NewFromURL(ctx, "redis://localhost:6379/0", redis.Options{KeyPrefix: "ayz_auth"})
+	if err != nil {
+		panic(err)
+	}
+	defer l2.Close()
+	store, err := tiered.New(l1, l2, tiered.Options{})
+	if err != nil {
+		panic(err)
+	}
+	defer store.Close() // deferred calls run in reverse: store, then L2, then L1
+
+	// STYTCH_PROJECT_ID and STYTCH_SECRET from the process environment.
+	stack, err := echostytch.FromEnv(ctx, nil, echostytch.WithStore(store))
+	if err != nil {
+		panic(err)
+	}
+	defer stack.Close() // runs first: Stack.Close leaves the store open
+
+	e := echo.New()
+	e.Use(echostytch.New(stack.Config))
+	_ = e.Start(":8080")
 }

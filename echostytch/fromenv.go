@@ -10,13 +10,14 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"reflect"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/labstack/echo/v4"
-
+	"github.com/redis/rueidis"
 	"github.com/sethvargo/go-envconfig"
 	"go.opentelemetry.io/otel/metric"
 	metricnoop "go.opentelemetry.io/otel/metric/noop"
@@ -45,7 +46,8 @@ type Stack struct {
 	Policy *verifier.PolicyCache
 	// Cache is the caching verifier in front of Stytch (Config.Verifier).
 	Cache *cache.Verifier
-	// Store is the cache backend.
+	// Store is the cache backend: the one built from the settings, or the
+	// one given with WithStore (which Close leaves open).
 	Store cache.Store
 	// Logger is the logger built from STYTCH_LOG_LEVEL.
 	Logger *slog.Logger
@@ -59,9 +61,11 @@ type Stack struct {
 type StackOption func(*stackOptions)
 
 type stackOptions struct {
-	mp     metric.MeterProvider
-	tp     trace.TracerProvider
-	logOut io.Writer
+	mp       metric.MeterProvider
+	tp       trace.TracerProvider
+	logOut   io.Writer
+	store    cache.Store
+	storeSet bool // WithStore was given (store may still be nil: an error)
 }
 
 func buildStackOptions(opts []StackOption) stackOptions {
@@ -94,11 +98,49 @@ func WithLogOutput(w io.Writer) StackOption {
 	return func(o *stackOptions) { o.logOut = w }
 }
 
+// WithStore makes FromEnv and NewStack cache sessions in store, built in
+// code, instead of building a store from STYTCH_CACHE_BACKEND and
+// STYTCH_REDIS_URL; a service can then swap caches without touching its
+// handlers. For instance, an in-process L1 over a shared Redis L2:
+//
+//	l1, _ := memory.New(memory.Options{MeterProvider: noop.NewMeterProvider()})
+//	l2, _ := redis.New(ctx, redis.Options{Addrs: []string{"localhost:6379"}, KeyPrefix: "ayz_auth"})
+//	store, _ := tiered.New(l1, l2, tiered.Options{})
+//	stack, err := echostytch.FromEnv(ctx, nil, echostytch.WithStore(store))
+//
+// The store given in code wins over the settings: STYTCH_CACHE_BACKEND
+// and the Redis variables are still loaded and validated as without
+// WithStore (a "redis" or "tiered" backend still needs a Redis URL that
+// parses), but no store is built from them and no Redis connection is
+// made; Stack.Settings.CacheBackend keeps what the settings said. The
+// "ayz-auth ready" log line records cache_store=code and the store's Go
+// type (cache_store=settings without WithStore).
+//
+// The caller owns store: Stack.Close (and a failed FromEnv or NewStack)
+// leaves it open, and the caller closes it after Stack.Close. A nil store
+// (or a nil pointer of a store type) makes FromEnv and NewStack fail.
+func WithStore(store cache.Store) StackOption {
+	return func(o *stackOptions) { o.store, o.storeSet = store, true }
+}
+
+// isNilStore reports whether store is nil or a nil pointer (or other nil
+// value) of a store type, which would panic on first use.
+func isNilStore(store cache.Store) bool {
+	if store == nil {
+		return true
+	}
+	switch v := reflect.ValueOf(store); v.Kind() {
+	case reflect.Pointer, reflect.Map, reflect.Slice, reflect.Func, reflect.Chan, reflect.Interface:
+		return v.IsNil()
+	}
+	return false
+}
+
 // FromEnv reads the STYTCH_* variables through lookuper (nil: the process
 // environment) and builds a Stack: the Stytch verifier, the cache backend
-// chosen by STYTCH_CACHE_BACKEND, the caching verifier and the middleware
-// Config. Logs go to stderr (or WithLogOutput's writer) as text at
-// STYTCH_LOG_LEVEL. Metrics and spans go to the global OpenTelemetry
+// chosen by STYTCH_CACHE_BACKEND (or the store given with WithStore), the
+// caching verifier and the middleware Config. Logs go to stderr (or
+// WithLogOutput's writer) as text at STYTCH_LOG_LEVEL. Metrics and spans go to the global OpenTelemetry
 // providers unless opts say otherwise.
 func FromEnv(ctx context.Context, lookuper envconfig.Lookuper, opts ...StackOption) (*Stack, error) {
 	s, err := LoadSettings(ctx, lookuper)
@@ -114,7 +156,8 @@ func FromEnv(ctx context.Context, lookuper envconfig.Lookuper, opts ...StackOpti
 }
 
 // NewStack builds a Stack from settings; log may be nil (slog.Default()).
-// opts (WithMeterProvider, WithTracerProvider) apply to every part.
+// opts (WithMeterProvider, WithTracerProvider) apply to every part;
+// WithStore replaces the store the settings would select.
 func NewStack(ctx context.Context, s *Settings, log *slog.Logger, opts ...StackOption) (*Stack, error) {
 	if s == nil {
 		return nil, errors.New("echostytch: NewStack needs settings")
@@ -123,6 +166,9 @@ func NewStack(ctx context.Context, s *Settings, log *slog.Logger, opts ...StackO
 		log = slog.Default()
 	}
 	o := buildStackOptions(opts)
+	if o.storeSet && isNilStore(o.store) {
+		return nil, errors.New("echostytch: WithStore needs a non-nil cache.Store")
+	}
 	st := &Stack{Settings: s, Logger: log}
 	ok := false
 	defer func() {
@@ -144,12 +190,22 @@ func NewStack(ctx context.Context, s *Settings, log *slog.Logger, opts ...StackO
 	st.Policy = verifier.NewPolicyCache(sv.Client(), verifier.PolicyOptions{Logger: log})
 	st.closers = append(st.closers, st.Policy.Close)
 
-	store, closeStore, err := newStore(ctx, s, log, &o)
-	if err != nil {
-		return nil, err
+	storeFrom := "settings"
+	if o.storeSet {
+		// The caller's store: not closed by Close.
+		if err := checkRedisURL(s); err != nil {
+			return nil, err
+		}
+		st.Store, storeFrom = o.store, "code"
+	} else {
+		store, closeStore, err := newStore(ctx, s, log, &o)
+		if err != nil {
+			return nil, err
+		}
+		st.Store = store
+		st.closers = append(st.closers, closeStore)
 	}
-	st.Store = store
-	st.closers = append(st.closers, closeStore)
+	store := st.Store
 
 	cv, err := cache.NewVerifier(sv, cache.VerifierConfig{
 		Store: store, Secret: []byte(s.Secret), Namespace: s.ProjectID,
@@ -170,7 +226,7 @@ func NewStack(ctx context.Context, s *Settings, log *slog.Logger, opts ...StackO
 	if _, err := st.Config.ToMiddleware(); err != nil {
 		return nil, err
 	}
-	log.Info("ayz-auth ready", "settings", s)
+	log.Info("ayz-auth ready", "settings", s, "cache_store", storeFrom, "cache_store_type", fmt.Sprintf("%T", store))
 	ok = true
 	return st, nil
 }
@@ -231,10 +287,29 @@ func newRedis(ctx context.Context, s *Settings, log *slog.Logger, o *stackOption
 	}
 	r, err := redis.NewLazyFromURL(ctx, s.RedisURL, opts)
 	if err != nil {
-		// Name the variable the URL came from (REDIS_URL is the fallback).
-		return nil, &SettingError{Variable: cmp.Or(s.redisURLVar, "STYTCH_REDIS_URL"), Problem: redactURLIn(err.Error(), s.RedisURL)}
+		return nil, redisURLError(s, err)
 	}
 	return r, nil
+}
+
+// checkRedisURL rejects, as newRedis would, a Redis URL that the Redis
+// client cannot parse when the settings select a Redis backend: with
+// WithStore no Redis store is built, but the settings are validated alike.
+func checkRedisURL(s *Settings) error {
+	if s.CacheBackend != CacheRedis && s.CacheBackend != CacheTiered {
+		return nil
+	}
+	if _, err := rueidis.ParseURL(s.RedisURL); err != nil {
+		return redisURLError(s, fmt.Errorf("redis: parse URL: %w", err))
+	}
+	return nil
+}
+
+// redisURLError is the start-up error for a Redis URL the Redis client
+// rejects: it names the variable the URL came from (REDIS_URL is the
+// fallback) and does not reveal a password in it.
+func redisURLError(s *Settings, err error) error {
+	return &SettingError{Variable: cmp.Or(s.redisURLVar, "STYTCH_REDIS_URL"), Problem: redactURLIn(err.Error(), s.RedisURL)}
 }
 
 // redactURLIn replaces rawURL (bare or quoted, as url.Error quotes it) in
@@ -251,7 +326,9 @@ func redactURLIn(msg, rawURL string) string {
 
 // Close releases everything the stack started, in an order that is safe
 // once the HTTP server has stopped: the caching verifier, then the store,
-// then the policy cache, then the Stytch verifier. It is idempotent.
+// then the policy cache, then the Stytch verifier. It is idempotent. A
+// store given with WithStore is not closed: the caller closes it after
+// Close.
 func (st *Stack) Close() error {
 	st.closeOnce.Do(func() {
 		for i := len(st.closers) - 1; i >= 0; i-- {

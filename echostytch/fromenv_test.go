@@ -3,9 +3,12 @@ package echostytch_test
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -13,7 +16,12 @@ import (
 	"github.com/sethvargo/go-envconfig"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	metricnoop "go.opentelemetry.io/otel/metric/noop"
 
+	"github.com/ayzauth/ayzauth/cache"
+	"github.com/ayzauth/ayzauth/cache/memory"
+	"github.com/ayzauth/ayzauth/cache/redis"
+	"github.com/ayzauth/ayzauth/cache/tiered"
 	"github.com/ayzauth/ayzauth/echostytch"
 	"github.com/ayzauth/ayzauth/internal/redistest"
 	"github.com/ayzauth/ayzauth/verifier"
@@ -293,5 +301,292 @@ func TestRealStackErrorAnswers(t *testing.T) {
 			assert.Equal(t, http.StatusOK, rec.Code)
 			assert.JSONEq(t, `{"anonymous":true}`, rec.Body.String())
 		})
+	}
+}
+
+// recordingStore is a memory store that records the keys written to it
+// and counts calls to Close.
+type recordingStore struct {
+	*memory.Store
+	mu     sync.Mutex
+	keys   []string
+	closes atomic.Int32
+}
+
+func (r *recordingStore) record(key string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.keys = append(r.keys, key)
+}
+
+func (r *recordingStore) Keys() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]string(nil), r.keys...)
+}
+
+func (r *recordingStore) Set(ctx context.Context, key string, value []byte, ttl time.Duration) error {
+	r.record(key)
+	return r.Store.Set(ctx, key, value, ttl)
+}
+
+func (r *recordingStore) Add(ctx context.Context, key string, value []byte, ttl time.Duration) (bool, error) {
+	r.record(key)
+	return r.Store.Add(ctx, key, value, ttl)
+}
+
+func (r *recordingStore) Close() error {
+	r.closes.Add(1)
+	return r.Store.Close()
+}
+
+// sessionFixture creates a member and a session in emu.
+func sessionFixture(t *testing.T, emu *stytchtest.Server) (memberID, token string) {
+	t.Helper()
+	org := emu.CreateOrganization(stytchtest.OrganizationParams{Name: "Acme"})
+	m, err := emu.CreateMember(org.ID, stytchtest.MemberParams{Email: "ada@acme.test"})
+	require.NoError(t, err)
+	sess, err := emu.CreateSession(m.ID, stytchtest.SessionParams{})
+	require.NoError(t, err)
+	return m.ID, sess.Token
+}
+
+// stackEcho mounts GET /p (answering the member ID) and POST /logout
+// behind the stack's middleware and returns a function that calls them
+// with token.
+func stackEcho(stack *echostytch.Stack, token string) func(method, path string) *httptest.ResponseRecorder {
+	e := echo.New()
+	auth := echostytch.New(stack.Config)
+	e.GET("/p", func(c echo.Context) error { return c.String(http.StatusOK, echostytch.MustMember(c).MemberID) }, auth)
+	e.POST("/logout", stack.Logout(), auth)
+	return func(method, path string) *httptest.ResponseRecorder {
+		req := httptest.NewRequest(method, path, nil)
+		req.Header.Set("Authorization", "Bearer "+token)
+		rec := httptest.NewRecorder()
+		e.ServeHTTP(rec, req)
+		return rec
+	}
+}
+
+// TestWithStore: a store given in code is the one the stack caches in,
+// whatever STYTCH_CACHE_BACKEND says (an explicit tiered backend over an
+// unreachable Redis is not even dialled), the ready log line says so, and
+// Stack.Close leaves the store open for its owner to close.
+func TestWithStore(t *testing.T) {
+	cases := []struct {
+		name string
+		env  map[string]string
+	}{
+		{"default backend", nil},
+		{"explicit tiered backend", map[string]string{"STYTCH_CACHE_BACKEND": "tiered", "STYTCH_REDIS_URL": "redis://127.0.0.1:1"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			emu := stytchtest.New()
+			defer emu.Close()
+			memberID, token := sessionFixture(t, emu)
+			mem, err := memory.New(memory.Options{})
+			require.NoError(t, err)
+			store := &recordingStore{Store: mem}
+			defer store.Close()
+
+			env := map[string]string{"STYTCH_LOG_LEVEL": "INFO"}
+			for k, v := range tc.env {
+				env[k] = v
+			}
+			var logs logBuffer
+			stack, err := echostytch.FromEnv(context.Background(), emulatorEnv(emu, env),
+				echostytch.WithStore(store), echostytch.WithLogOutput(&logs))
+			require.NoError(t, err)
+			defer stack.Close()
+			assert.Same(t, store, stack.Store.(*recordingStore))
+			ready := ""
+			for _, line := range strings.Split(logs.String(), "\n") {
+				if strings.Contains(line, "ayz-auth ready") {
+					ready = line
+				}
+			}
+			assert.Contains(t, ready, "cache_store=code")
+			assert.Contains(t, ready, "cache_store_type=*echostytch_test.recordingStore")
+			assert.NotContains(t, logs.String(), "redis: unreachable", "no Redis store is built")
+
+			do := stackEcho(stack, token)
+			for range 3 {
+				rec := do("GET", "/p")
+				require.Equal(t, http.StatusOK, rec.Code, rec.Body.String())
+				assert.Equal(t, memberID, rec.Body.String())
+			}
+			assert.Equal(t, 1, emu.Calls(stytchtest.Authenticate), "later requests are served from the store")
+			keys := store.Keys()
+			require.NotEmpty(t, keys, "the session was cached in the store given in code")
+			for _, k := range keys {
+				v, err := mem.Get(context.Background(), k)
+				require.NoError(t, err, k)
+				assert.NotEmpty(t, v)
+			}
+
+			assert.Equal(t, http.StatusNoContent, do("POST", "/logout").Code)
+			assert.Equal(t, http.StatusUnauthorized, do("GET", "/p").Code)
+
+			require.NoError(t, stack.Close())
+			assert.Zero(t, store.closes.Load(), "Stack.Close leaves the caller's store open")
+			ctx := context.Background()
+			for _, k := range keys {
+				_, err := mem.Get(ctx, k)
+				assert.NoError(t, err, "entries survive Stack.Close")
+			}
+			require.NoError(t, mem.Set(ctx, "after-close", []byte("v"), time.Minute))
+			v, err := mem.Get(ctx, "after-close")
+			require.NoError(t, err)
+			assert.Equal(t, "v", string(v))
+			require.NoError(t, store.Close())
+			_, err = mem.Get(ctx, "after-close")
+			assert.ErrorIs(t, err, cache.ErrClosed, "the owner's Close does close it")
+		})
+	}
+
+	t.Run("NewStack", func(t *testing.T) {
+		emu := stytchtest.New()
+		defer emu.Close()
+		s, err := echostytch.LoadSettings(context.Background(), emulatorEnv(emu, nil))
+		require.NoError(t, err)
+		mem, err := memory.New(memory.Options{})
+		require.NoError(t, err)
+		defer mem.Close()
+		stack, err := echostytch.NewStack(context.Background(), s, slog.New(slog.DiscardHandler), echostytch.WithStore(mem))
+		require.NoError(t, err)
+		assert.Same(t, mem, stack.Store.(*memory.Store))
+		assert.Equal(t, echostytch.CacheMemory, stack.Settings.CacheBackend, "the settings are kept as loaded")
+		require.NoError(t, stack.Close())
+		require.NoError(t, mem.Set(context.Background(), "k", []byte("v"), time.Minute))
+	})
+}
+
+// TestWithStoreErrors: a nil store is a start-up error, not a panic; the
+// settings are validated as without WithStore; a failed start-up leaves
+// the caller's store open.
+func TestWithStoreErrors(t *testing.T) {
+	emu := stytchtest.New()
+	defer emu.Close()
+	ctx := context.Background()
+	for name, store := range map[string]cache.Store{
+		"nil":             nil,
+		"nil *memory":     (*memory.Store)(nil),
+		"nil *tiered":     (*tiered.Store)(nil),
+		"nil *redis.Lazy": (*redis.Lazy)(nil),
+	} {
+		t.Run(name, func(t *testing.T) {
+			var stack *echostytch.Stack
+			var err error
+			require.NotPanics(t, func() {
+				stack, err = echostytch.FromEnv(ctx, emulatorEnv(emu, nil), echostytch.WithStore(store))
+			})
+			require.Error(t, err)
+			assert.Nil(t, stack)
+			assert.Contains(t, err.Error(), "WithStore")
+
+			s, err := echostytch.LoadSettings(ctx, emulatorEnv(emu, nil))
+			require.NoError(t, err)
+			require.NotPanics(t, func() {
+				stack, err = echostytch.NewStack(ctx, s, nil, echostytch.WithStore(store))
+			})
+			require.Error(t, err)
+			assert.Nil(t, stack)
+		})
+	}
+
+	mem, err := memory.New(memory.Options{})
+	require.NoError(t, err)
+	defer mem.Close()
+	// A later WithStore wins, including a nil one.
+	_, err = echostytch.FromEnv(ctx, emulatorEnv(emu, nil), echostytch.WithStore(mem), echostytch.WithStore(nil))
+	require.Error(t, err)
+
+	// Settings are validated as without WithStore: bad variables, and a
+	// Redis URL the Redis client rejects for a Redis backend.
+	_, err = echostytch.FromEnv(ctx, emulatorEnv(emu, map[string]string{"STYTCH_CACHE_BACKEND": "tiered"}), echostytch.WithStore(mem))
+	var se *echostytch.SettingError
+	require.ErrorAs(t, err, &se)
+	assert.Equal(t, "STYTCH_CACHE_BACKEND", se.Variable)
+	_, err = echostytch.FromEnv(ctx, emulatorEnv(emu, map[string]string{"REDIS_URL": "redis://u:hunter2hunter2@127.0.0.1:1/notadb"}), echostytch.WithStore(mem))
+	require.ErrorAs(t, err, &se)
+	assert.Equal(t, "REDIS_URL", se.Variable)
+	assert.NotContains(t, err.Error(), "hunter2hunter2")
+	// ... but not when the backend is memory (as without WithStore).
+	stack, err := echostytch.FromEnv(ctx, emulatorEnv(emu, map[string]string{
+		"REDIS_URL": "redis://127.0.0.1:1/notadb", "STYTCH_CACHE_BACKEND": "memory",
+	}), echostytch.WithStore(mem))
+	require.NoError(t, err)
+	require.NoError(t, stack.Close())
+
+	// Failed start-ups did not close the caller's store.
+	require.NoError(t, mem.Set(ctx, "k", []byte("v"), time.Minute))
+	v, err := mem.Get(ctx, "k")
+	require.NoError(t, err)
+	assert.Equal(t, "v", string(v))
+}
+
+// TestWithStoreTiered: a tiered store built in code (memory L1 over a real
+// Redis L2) works end to end: sessions are cached in Redis under the
+// store's prefix, a second instance with its own L1 over the same Redis
+// is served from it, a logout on one instance is seen by the other, and
+// the store outlives Stack.Close.
+func TestWithStoreTiered(t *testing.T) {
+	srv := redistest.Start(t)
+	emu := stytchtest.New()
+	defer emu.Close()
+	memberID, token := sessionFixture(t, emu)
+	ctx := context.Background()
+
+	newTiered := func(t *testing.T) cache.Store {
+		l1, err := memory.New(memory.Options{MeterProvider: metricnoop.NewMeterProvider()})
+		require.NoError(t, err)
+		l2, err := redis.New(ctx, redis.Options{Addrs: []string{srv.Addr()}, KeyPrefix: "svc"})
+		require.NoError(t, err)
+		store, err := tiered.New(l1, l2, tiered.Options{})
+		require.NoError(t, err)
+		// The owner closes the store, its L1 and its L2 after Stack.Close.
+		t.Cleanup(func() {
+			assert.NoError(t, errors.Join(store.Close(), l1.Close(), l2.Close()))
+		})
+		return store
+	}
+	storeA, storeB := newTiered(t), newTiered(t)
+	stackA, err := echostytch.FromEnv(ctx, emulatorEnv(emu, nil), echostytch.WithStore(storeA))
+	require.NoError(t, err)
+	defer stackA.Close()
+	stackB, err := echostytch.FromEnv(ctx, emulatorEnv(emu, nil), echostytch.WithStore(storeB))
+	require.NoError(t, err)
+	defer stackB.Close()
+	assert.Same(t, storeA, stackA.Store)
+
+	doA, doB := stackEcho(stackA, token), stackEcho(stackB, token)
+	for range 3 {
+		rec := doA("GET", "/p")
+		require.Equal(t, http.StatusOK, rec.Code, rec.Body.String())
+		assert.Equal(t, memberID, rec.Body.String())
+	}
+	assert.Equal(t, 1, emu.Calls(stytchtest.Authenticate))
+	keys, err := srv.Do("KEYS", "svc:*")
+	require.NoError(t, err)
+	assert.NotEmpty(t, keys, "the session is cached in Redis under the store's prefix")
+
+	rec := doB("GET", "/p")
+	require.Equal(t, http.StatusOK, rec.Code, rec.Body.String())
+	assert.Equal(t, 1, emu.Calls(stytchtest.Authenticate), "instance B is served from the shared Redis")
+
+	assert.Equal(t, http.StatusNoContent, doA("POST", "/logout").Code)
+	assert.Equal(t, http.StatusUnauthorized, doA("GET", "/p").Code)
+	assert.Eventually(t, func() bool { return doB("GET", "/p").Code == http.StatusUnauthorized },
+		3*time.Second, 20*time.Millisecond, "instance B sees the logout")
+
+	require.NoError(t, stackA.Close())
+	require.NoError(t, stackB.Close())
+	// Both stores are still open: the caller closes them (at cleanup).
+	for _, store := range []cache.Store{storeA, storeB} {
+		require.NoError(t, store.Set(ctx, "after-close", []byte("v"), time.Minute))
+		v, err := store.Get(ctx, "after-close")
+		require.NoError(t, err)
+		assert.Equal(t, "v", string(v))
 	}
 }
