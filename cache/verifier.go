@@ -394,6 +394,13 @@ func (v *Verifier) fill(ctx context.Context, key string, h *[32]byte, s *verifie
 		return
 	}
 	ctx, span := v.tracer.Start(ctx, telemetry.SpanFill)
+	// Stores take a lifetime, which they count from their own clock read:
+	// measure it again after the encoding, with a millisecond to spare, so
+	// that a store's absolute expiry (Redis PXAT) never falls after exp.
+	if ttl = exp.Sub(v.now()) - time.Millisecond; ttl < time.Millisecond {
+		span.End()
+		return
+	}
 	added := true
 	if a, ok := v.store.(Adder); ok {
 		// Fill only if absent: a tombstone written meanwhile wins.
