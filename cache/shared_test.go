@@ -34,6 +34,11 @@ type instance struct {
 	cv    *cache.Verifier
 }
 
+// testOpTimeout is the Redis OpTimeout of tests that are not about
+// timeouts: generous, so that they test behaviour, not speed (the default
+// 100 ms is tight under -race on a loaded machine).
+const testOpTimeout = 2 * time.Second
+
 func newFleet(t *testing.T, n int, redisURL string, mutate ...func(*cache.VerifierConfig)) *fleet {
 	return newFleetOf(t, n, redisURL, false, mutate...)
 }
@@ -46,36 +51,64 @@ func newTieredFleet(t *testing.T, n int, redisURL string) *fleet {
 
 func newFleetOf(t *testing.T, n int, redisURL string, withL1 bool, mutate ...func(*cache.VerifierConfig)) *fleet {
 	t.Helper()
+	return newFleetWith(t, n, redisURL, fleetOptions{withL1: withL1, redis: redis.Options{OpTimeout: testOpTimeout}}, mutate...)
+}
+
+// fleetOptions configures the instances of a fleet.
+type fleetOptions struct {
+	withL1 bool
+	redis  redis.Options // KeyPrefix is always "ayz_auth"
+	// wrap, if set, wraps the instance's Stytch verifier (the caching
+	// verifier's inner verifier).
+	wrap func(*verifier.Stytch) verifier.Verifier
+}
+
+func newFleetWith(t *testing.T, n int, redisURL string, o fleetOptions, mutate ...func(*cache.VerifierConfig)) *fleet {
+	t.Helper()
 	emu := stytchtest.New(stytchtest.WithKey(testKey()))
 	t.Cleanup(emu.Close)
 	f := &fleet{emu: emu, org: emu.CreateOrganization(stytchtest.OrganizationParams{Name: "Acme"})}
 	for range n {
-		sv, err := verifier.NewStytch(verifier.Config{ProjectID: emu.ProjectID(), Secret: emu.Secret(), BaseURL: emu.URL(), Timeout: 2 * time.Second})
-		require.NoError(t, err)
-		t.Cleanup(func() { _ = sv.Close() })
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		st, err := redis.NewFromURL(ctx, redisURL, redis.Options{KeyPrefix: "ayz_auth"})
-		cancel()
-		require.NoError(t, err)
-		var store cache.Store = st
-		if withL1 {
-			l1, err := memory.New(memory.Options{})
-			require.NoError(t, err)
-			tr, err := tiered.New(l1, st, tiered.Options{})
-			require.NoError(t, err)
-			t.Cleanup(func() { _ = tr.Close(); _ = l1.Close() })
-			store = tr
-		}
-		cfg := cache.VerifierConfig{Store: store, Secret: []byte(emu.Secret()), Namespace: emu.ProjectID()}
-		for _, m := range mutate {
-			m(&cfg)
-		}
-		cv, err := cache.NewVerifier(sv, cfg)
-		require.NoError(t, err)
-		t.Cleanup(func() { _ = cv.Close(); _ = st.Close() })
-		f.instances = append(f.instances, &instance{store: st, cv: cv})
+		f.instances = append(f.instances, f.addInstance(t, redisURL, o, mutate...))
 	}
 	return f
+}
+
+// addInstance starts one more instance of the fleet's service: its own
+// Stytch verifier, Redis store (own connections and client-side cache) and
+// caching verifier, so nothing is shared in process with the others.
+func (f *fleet) addInstance(t *testing.T, redisURL string, o fleetOptions, mutate ...func(*cache.VerifierConfig)) *instance {
+	t.Helper()
+	sv, err := verifier.NewStytch(verifier.Config{ProjectID: f.emu.ProjectID(), Secret: f.emu.Secret(), BaseURL: f.emu.URL(), Timeout: 2 * time.Second})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = sv.Close() })
+	var inner verifier.Verifier = sv
+	if o.wrap != nil {
+		inner = o.wrap(sv)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ropts := o.redis
+	ropts.KeyPrefix = "ayz_auth"
+	st, err := redis.NewFromURL(ctx, redisURL, ropts)
+	cancel()
+	require.NoError(t, err)
+	var store cache.Store = st
+	if o.withL1 {
+		l1, err := memory.New(memory.Options{})
+		require.NoError(t, err)
+		tr, err := tiered.New(l1, st, tiered.Options{})
+		require.NoError(t, err)
+		t.Cleanup(func() { _ = tr.Close(); _ = l1.Close() })
+		store = tr
+	}
+	cfg := cache.VerifierConfig{Store: store, Secret: []byte(f.emu.Secret()), Namespace: f.emu.ProjectID()}
+	for _, m := range mutate {
+		m(&cfg)
+	}
+	cv, err := cache.NewVerifier(inner, cfg)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = cv.Close(); _ = st.Close() })
+	return &instance{store: st, cv: cv}
 }
 
 func (f *fleet) session(t *testing.T, p stytchtest.SessionParams) stytchtest.Session {
@@ -257,7 +290,9 @@ func TestNoSecretsInRedis(t *testing.T) {
 // Stytch without waiting on Redis; when Redis returns, caching resumes.
 func TestRedisDownMidRun(t *testing.T) {
 	srv := redistest.Start(t)
-	f := newFleet(t, 1, "redis://"+srv.Addr())
+	// The store's default OpTimeout: this test is about how long a dead
+	// Redis makes requests wait.
+	f := newFleetWith(t, 1, "redis://"+srv.Addr(), fleetOptions{})
 	a := f.instances[0]
 	s := f.session(t, stytchtest.SessionParams{})
 	_, err := a.cv.Verify(ctxT(t), s.Token)
@@ -348,10 +383,19 @@ func TestClusterEndToEnd(t *testing.T) {
 	for _, s := range sessions {
 		require.NoError(t, a.cv.Revoke(ctxT(t), s.Token))
 	}
-	for _, s := range sessions {
+	// B refuses every revoked token as an invalid session (the tombstone
+	// A wrote: errors.Is ErrInvalidSession), once B's client-side copy is
+	// invalidated; before that B may still serve its copy, nothing else.
+	calls := f.emu.Calls(stytchtest.Authenticate)
+	for i, s := range sessions {
+		var err error
 		require.Eventually(t, func() bool {
-			_, err := b.cv.Verify(ctxT(t), s.Token)
+			_, err = b.cv.Verify(ctxT(t), s.Token)
 			return err != nil
-		}, time.Second, 5*time.Millisecond)
+		}, 5*time.Second, 5*time.Millisecond, "session %d: B still accepts it", i)
+		require.ErrorIs(t, err, verifier.ErrInvalidSession, "session %d", i)
+		_, err = b.cv.Verify(ctxT(t), s.Token)
+		require.ErrorIs(t, err, verifier.ErrInvalidSession, "session %d: refused again", i)
 	}
+	assert.Equal(t, calls, f.emu.Calls(stytchtest.Authenticate), "refused by the tombstones in the cluster, not by Stytch")
 }

@@ -337,29 +337,6 @@ func TestTamperedValueIsAMiss(t *testing.T) {
 	assert.Contains(t, e.logs.String(), "failed authentication")
 }
 
-// TestForgedValueCannotMintASession: an attacker who can write the store
-// copies a genuine value under the key of a token of their own choosing.
-func TestForgedValueCannotMintASession(t *testing.T) {
-	e := newEnv(t)
-	ctx := context.Background()
-	_, err := e.cv.Verify(ctx, e.sess.Token)
-	require.NoError(t, err)
-	genuine := e.rec.writes()[0].value
-
-	attackerToken := strings.Repeat("Z", 44)
-	_, err = e.cv.Verify(ctx, attackerToken) // learn its key through a write? no: compute via a miss
-	require.ErrorIs(t, err, verifier.ErrInvalidSession)
-	// The attacker does not know the key of their token (keyed hash), so
-	// they try every key they can see: none of them accepts a copied value.
-	for _, w := range e.rec.writes() {
-		require.NoError(t, e.mem.Set(ctx, w.key, genuine, time.Minute))
-	}
-	e.mem.Wait()
-	// Also forge a value with a recomputed (wrong-keyed) tag.
-	_, err = e.cv.Verify(ctx, attackerToken)
-	require.ErrorIs(t, err, verifier.ErrInvalidSession)
-}
-
 func TestHotPathDoesNotAllocate(t *testing.T) {
 	if raceEnabled {
 		t.Skip("allocation counts are meaningless under -race (sync.Pool drops items)")

@@ -19,7 +19,7 @@ func TestClientSideHitAllocations(t *testing.T) {
 	if perfRace {
 		t.Skip("allocation counts differ under the race detector")
 	}
-	s := openStore(t, exampleAddr, Options{KeyPrefix: "allocs"})
+	s := openStore(t, exampleAddr, Options{KeyPrefix: "allocs", OpTimeout: testOpTimeout})
 	ctx := context.Background()
 	_, err := redistest.Do(exampleAddr, "SET", "allocs:k", "v", "PX", "600000")
 	require.NoError(t, err)
@@ -67,7 +67,7 @@ func TestReadBoundedWhenRedisHangs(t *testing.T) {
 // More keys than the prefixed-key table holds, read twice in two orders:
 // every read returns its own key's value.
 func TestKeyTableCollisions(t *testing.T) {
-	s := openStore(t, exampleAddr, Options{KeyPrefix: "kt"})
+	s := openStore(t, exampleAddr, Options{KeyPrefix: "kt", OpTimeout: testOpTimeout})
 	ctx := ctxT(t)
 	const n = 3 * keySlots
 	args := []string{"MSET"}

@@ -25,7 +25,7 @@ func TestLazyStartsWithoutRedisThenConnects(t *testing.T) {
 	srv, url := absentRedis(t)
 	ctx := ctxT(t)
 	start := time.Now()
-	l, err := NewLazyFromURL(ctx, url, Options{})
+	l, err := NewLazyFromURL(ctx, url, Options{OpTimeout: testOpTimeout})
 	require.NoError(t, err, "an unreachable Redis is not a start-up error")
 	t.Cleanup(func() { _ = l.Close() })
 	assert.Less(t, time.Since(start), DefaultDialTimeout+time.Second, "the first attempt is bounded by the dial timeout")
@@ -64,9 +64,16 @@ func TestLazyStartsWithoutRedisThenConnects(t *testing.T) {
 	require.True(t, l.Connected())
 	require.NotNil(t, l.Store())
 	assert.Greater(t, l.Attempts(), int64(1))
-	mu.Lock()
-	require.Equal(t, [][]string{nil}, got, "connecting reports a full invalidation")
-	mu.Unlock()
+	invalidations := func() [][]string {
+		mu.Lock()
+		defer mu.Unlock()
+		return append([][]string(nil), got...)
+	}
+	// The full invalidation is reported right after Ready is closed, not
+	// before: wait for it.
+	require.Eventually(t, func() bool { return len(invalidations()) > 0 }, 5*time.Second, time.Millisecond)
+	require.Equal(t, [][]string{nil}, invalidations(), "connecting reports one full invalidation")
+	ctx = ctxT(t) // a fresh deadline for the connected phase
 
 	require.NoError(t, l.Set(ctx, "k", []byte("v"), time.Minute))
 	v, err := l.Get(ctx, "k")
@@ -110,7 +117,7 @@ func TestLazyStartsWithoutRedisThenConnects(t *testing.T) {
 
 func TestLazyConnectedAtOnce(t *testing.T) {
 	srv := redistest.Start(t)
-	l, err := NewLazyFromURL(ctxT(t), "redis://"+srv.Addr(), Options{})
+	l, err := NewLazyFromURL(ctxT(t), "redis://"+srv.Addr(), Options{OpTimeout: testOpTimeout})
 	require.NoError(t, err)
 	require.True(t, l.Connected(), "a reachable Redis is connected before NewLazyFromURL returns")
 	assert.Equal(t, int64(1), l.Attempts())

@@ -26,6 +26,12 @@ func openStore(t testing.TB, addr string, opts Options) *Store {
 	return s
 }
 
+// testOpTimeout is the OpTimeout of stores in tests that are not about
+// timeouts: generous, so that they test behaviour, not speed (the default
+// 100 ms is tight under -race on a loaded machine). Tests about timeouts,
+// outages and the breaker set their own.
+const testOpTimeout = 2 * time.Second
+
 func ctxT(t testing.TB) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	t.Cleanup(cancel)
@@ -34,7 +40,7 @@ func ctxT(t testing.TB) context.Context {
 
 func TestClientSideCachingInEffect(t *testing.T) {
 	srv := redistest.Start(t)
-	s := openStore(t, srv.Addr(), Options{})
+	s := openStore(t, srv.Addr(), Options{OpTimeout: testOpTimeout})
 	ctx := ctxT(t)
 	require.True(t, s.ClientSideCaching())
 	require.Equal(t, "standalone", s.Mode())
@@ -62,8 +68,8 @@ func TestClientSideCachingInEffect(t *testing.T) {
 
 func TestInvalidationFromSecondClient(t *testing.T) {
 	srv := redistest.Start(t)
-	a := openStore(t, srv.Addr(), Options{})
-	b := openStore(t, srv.Addr(), Options{})
+	a := openStore(t, srv.Addr(), Options{OpTimeout: testOpTimeout})
+	b := openStore(t, srv.Addr(), Options{OpTimeout: testOpTimeout})
 	ctx := ctxT(t)
 
 	var mu sync.Mutex
@@ -126,8 +132,8 @@ func waitValue(t *testing.T, s *Store, key, want string) {
 // must make it 0.
 func TestOwnDeleteThenGetNeverStale(t *testing.T) {
 	srv := redistest.Start(t)
-	s := openStore(t, srv.Addr(), Options{})
-	other := openStore(t, srv.Addr(), Options{})
+	s := openStore(t, srv.Addr(), Options{OpTimeout: testOpTimeout})
+	other := openStore(t, srv.Addr(), Options{OpTimeout: testOpTimeout})
 	ctx := ctxT(t)
 	const n = 2000
 	stale, cachedBefore := 0, 0
@@ -159,7 +165,7 @@ func TestOwnDeleteThenGetNeverStale(t *testing.T) {
 
 func TestExpiryPrecision(t *testing.T) {
 	srv := redistest.Start(t)
-	s := openStore(t, srv.Addr(), Options{})
+	s := openStore(t, srv.Addr(), Options{OpTimeout: testOpTimeout})
 	ctx := ctxT(t)
 
 	before := time.Now()
@@ -205,7 +211,7 @@ func TestExpiryPrecision(t *testing.T) {
 
 func TestLocalEntryEndsWithServerTTL(t *testing.T) {
 	srv := redistest.Start(t)
-	s := openStore(t, srv.Addr(), Options{})
+	s := openStore(t, srv.Addr(), Options{OpTimeout: testOpTimeout})
 	ctx := ctxT(t)
 	srv.MustDo("SET", "ayz_auth:k", "v", "PX", "300")
 	_, err := s.Get(ctx, "k")
@@ -224,7 +230,7 @@ func TestLocalEntryEndsWithServerTTL(t *testing.T) {
 
 func TestAddDoesNotOverwrite(t *testing.T) {
 	srv := redistest.Start(t)
-	s := openStore(t, srv.Addr(), Options{})
+	s := openStore(t, srv.Addr(), Options{OpTimeout: testOpTimeout})
 	ctx := ctxT(t)
 	ok, err := s.Add(ctx, "k", []byte("first"), time.Minute)
 	require.NoError(t, err)
@@ -305,7 +311,7 @@ func TestKilledThenRestarted(t *testing.T) {
 
 func TestCallerCancelDoesNotOpenBreaker(t *testing.T) {
 	srv := redistest.Start(t)
-	s := openStore(t, srv.Addr(), Options{FailureThreshold: 1})
+	s := openStore(t, srv.Addr(), Options{FailureThreshold: 1, OpTimeout: testOpTimeout})
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	_, err := s.Get(ctx, "k")
@@ -333,7 +339,7 @@ func (w *syncBuf) String() string {
 func TestNoTrackingFallback(t *testing.T) {
 	srv := redistest.Start(t, redistest.WithArgs("--rename-command", "CLIENT", ""))
 	var logs syncBuf
-	s := openStore(t, srv.Addr(), Options{Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	s := openStore(t, srv.Addr(), Options{Logger: slog.New(slog.NewTextHandler(&logs, nil)), OpTimeout: testOpTimeout})
 	ctx := ctxT(t)
 	require.False(t, s.ClientSideCaching())
 	require.Contains(t, logs.String(), "client-side caching disabled")
@@ -361,7 +367,7 @@ func TestNoTrackingFallback(t *testing.T) {
 
 func TestDisconnectReportsNil(t *testing.T) {
 	srv := redistest.Start(t)
-	s := openStore(t, srv.Addr(), Options{})
+	s := openStore(t, srv.Addr(), Options{OpTimeout: testOpTimeout})
 	ctx := ctxT(t)
 	got := make(chan []string, 16)
 	s.OnInvalidate(func(keys []string) {
@@ -387,7 +393,7 @@ func TestURLAndAuth(t *testing.T) {
 	srv := redistest.Start(t, redistest.WithArgs("--requirepass", "s3cret"))
 	ctx := ctxT(t)
 	// Password and DB from the URL.
-	s, err := NewFromURL(ctx, "redis://:s3cret@"+srv.Addr()+"/3?write_timeout=2s", Options{KeyPrefix: "p"})
+	s, err := NewFromURL(ctx, "redis://:s3cret@"+srv.Addr()+"/3?write_timeout=2s", Options{KeyPrefix: "p", OpTimeout: testOpTimeout})
 	require.NoError(t, err)
 	defer s.Close()
 	require.NoError(t, s.Set(ctx, "k", []byte("v"), time.Minute))
@@ -398,7 +404,7 @@ func TestURLAndAuth(t *testing.T) {
 	require.Error(t, err, "NOAUTH: the server really requires the password")
 
 	// Password and DB from Options when the URL has none.
-	s2, err := NewFromURL(ctx, "redis://"+srv.Addr(), Options{Password: "s3cret", DB: 3, KeyPrefix: "p"})
+	s2, err := NewFromURL(ctx, "redis://"+srv.Addr(), Options{Password: "s3cret", DB: 3, KeyPrefix: "p", OpTimeout: testOpTimeout})
 	require.NoError(t, err)
 	defer s2.Close()
 	v, err = s2.Get(ctx, "k")
@@ -406,7 +412,7 @@ func TestURLAndAuth(t *testing.T) {
 	require.Equal(t, "v", string(v))
 
 	// The URL wins over Options.
-	s3, err := NewFromURL(ctx, "redis://:s3cret@"+srv.Addr()+"/4", Options{Password: "wrong", DB: 3, KeyPrefix: "p"})
+	s3, err := NewFromURL(ctx, "redis://:s3cret@"+srv.Addr()+"/4", Options{Password: "wrong", DB: 3, KeyPrefix: "p", OpTimeout: testOpTimeout})
 	require.NoError(t, err)
 	defer s3.Close()
 	_, err = s3.Get(ctx, "k")
@@ -426,10 +432,10 @@ func TestCluster(t *testing.T) {
 	c := redistest.StartCluster(t, 3)
 	ctx := ctxT(t)
 	url := "redis://" + c.Nodes[0].Addr()
-	a, err := NewFromURL(ctx, url, Options{})
+	a, err := NewFromURL(ctx, url, Options{OpTimeout: testOpTimeout})
 	require.NoError(t, err)
 	defer a.Close()
-	b, err := NewFromURL(ctx, url+"?addr="+c.Nodes[1].Addr(), Options{})
+	b, err := NewFromURL(ctx, url+"?addr="+c.Nodes[1].Addr(), Options{OpTimeout: testOpTimeout})
 	require.NoError(t, err)
 	defer b.Close()
 	require.Equal(t, "cluster", a.Mode())

@@ -48,7 +48,7 @@ func TestTelemetryLookupsSpansBreaker(t *testing.T) {
 	sr := tracetest.NewSpanRecorder()
 	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(sr))
 	srv := redistest.Start(t)
-	s := openStore(t, srv.Addr(), Options{FailureThreshold: 2, Cooldown: 50 * time.Millisecond,
+	s := openStore(t, srv.Addr(), Options{FailureThreshold: 2, Cooldown: 50 * time.Millisecond, OpTimeout: testOpTimeout,
 		RecentWriteWindow: time.Millisecond, MeterProvider: mp, TracerProvider: tp})
 	ctx := ctxT(t)
 	tier := attribute.String("ayzauth.cache.tier", "redis")

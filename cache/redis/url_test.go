@@ -82,7 +82,7 @@ func TestURLDBAndPasswordPrecedence(t *testing.T) {
 		t.Helper()
 		var dbs []int
 		for db := range 5 {
-			s, err := New(ctx, Options{Addrs: []string{addr}, Password: pass, DB: db, KeyPrefix: "probe", DisableClientCache: true})
+			s, err := New(ctx, Options{Addrs: []string{addr}, Password: pass, DB: db, KeyPrefix: "probe", DisableClientCache: true, OpTimeout: testOpTimeout})
 			require.NoError(t, err)
 			n, err := s.Client().Do(ctx, s.Client().B().Exists().Key(key).Build()).AsInt64()
 			_ = s.Close()
@@ -110,6 +110,7 @@ func TestURLDBAndPasswordPrecedence(t *testing.T) {
 	for i, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			tc.opts.KeyPrefix = "p"
+			tc.opts.OpTimeout = testOpTimeout
 			s, err := NewFromURL(ctx, tc.url, tc.opts)
 			require.NoError(t, err)
 			defer s.Close()

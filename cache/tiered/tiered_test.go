@@ -41,6 +41,11 @@ func newInstance(t testing.TB, addr string, ropts redis.Options, topts tiered.Op
 	return &instance{l1: l1, l2: l2, s: s}
 }
 
+// testOpTimeout is the Redis OpTimeout of tests that are not about
+// timeouts: generous, so that they test behaviour, not speed (the default
+// 100 ms is tight under -race on a loaded machine).
+const testOpTimeout = 2 * time.Second
+
 func ctxT(t testing.TB) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	t.Cleanup(cancel)
@@ -65,7 +70,7 @@ func waitValue(t *testing.T, s cache.Store, key, want string, within time.Durati
 
 func TestL1HitSendsNothingToRedis(t *testing.T) {
 	srv := redistest.Start(t)
-	a := newInstance(t, srv.Addr(), redis.Options{}, tiered.Options{})
+	a := newInstance(t, srv.Addr(), redis.Options{OpTimeout: testOpTimeout}, tiered.Options{})
 	ctx := ctxT(t)
 	srv.MustDo("SET", "ayz_auth:k", "v", "PX", "60000") // written by another instance
 	v, err := a.s.Get(ctx, "k")
@@ -87,8 +92,8 @@ func TestL1HitSendsNothingToRedis(t *testing.T) {
 
 func TestInvalidationFromOtherInstanceDropsL1(t *testing.T) {
 	srv := redistest.Start(t)
-	a := newInstance(t, srv.Addr(), redis.Options{}, tiered.Options{})
-	b := newInstance(t, srv.Addr(), redis.Options{}, tiered.Options{})
+	a := newInstance(t, srv.Addr(), redis.Options{OpTimeout: testOpTimeout}, tiered.Options{})
+	b := newInstance(t, srv.Addr(), redis.Options{OpTimeout: testOpTimeout}, tiered.Options{})
 	ctx := ctxT(t)
 	forwarded := make(chan []string, 16)
 	a.s.OnInvalidate(func(keys []string) {
@@ -119,7 +124,7 @@ func TestInvalidationFromOtherInstanceDropsL1(t *testing.T) {
 
 func TestOwnWritesVisibleAtOnce(t *testing.T) {
 	srv := redistest.Start(t)
-	a := newInstance(t, srv.Addr(), redis.Options{}, tiered.Options{})
+	a := newInstance(t, srv.Addr(), redis.Options{OpTimeout: testOpTimeout}, tiered.Options{})
 	ctx := ctxT(t)
 	for i := range 300 {
 		k := "k" + strconv.Itoa(i%10)
@@ -146,7 +151,7 @@ func TestOwnWritesVisibleAtOnce(t *testing.T) {
 
 func TestDisconnectFlushesL1(t *testing.T) {
 	srv := redistest.Start(t)
-	a := newInstance(t, srv.Addr(), redis.Options{}, tiered.Options{})
+	a := newInstance(t, srv.Addr(), redis.Options{OpTimeout: testOpTimeout}, tiered.Options{})
 	ctx := ctxT(t)
 	flushed := make(chan struct{}, 16)
 	a.s.OnInvalidate(func(keys []string) {
@@ -179,7 +184,7 @@ func TestDisconnectFlushesL1(t *testing.T) {
 
 func TestL1NeverOutlivesL2(t *testing.T) {
 	srv := redistest.Start(t)
-	a := newInstance(t, srv.Addr(), redis.Options{}, tiered.Options{})
+	a := newInstance(t, srv.Addr(), redis.Options{OpTimeout: testOpTimeout}, tiered.Options{})
 	ctx := ctxT(t)
 	srv.MustDo("SET", "ayz_auth:k", "v", "PX", "700")
 	pxat, _ := srv.MustDo("PEXPIRETIME", "ayz_auth:k").(int64)
@@ -209,7 +214,7 @@ func TestSilentPartition(t *testing.T) {
 	proxy := redistest.NewProxy(t, srv.Addr())
 	const cwt = time.Second
 	a := newInstance(t, proxy.Addr(), redis.Options{ConnWriteTimeout: cwt, OpTimeout: 100 * time.Millisecond}, tiered.Options{})
-	b := newInstance(t, srv.Addr(), redis.Options{}, tiered.Options{})
+	b := newInstance(t, srv.Addr(), redis.Options{OpTimeout: testOpTimeout}, tiered.Options{})
 	ctx := ctxT(t)
 	srv.MustDo("SET", "ayz_auth:k", "v", "PX", "60000")
 	waitValue(t, a.s, "k", "v", time.Second)
