@@ -240,8 +240,19 @@ func clientOptionFromURL(rawURL string, opts Options) (rueidis.ClientOption, err
 	if !urlSelectsDB(u) {
 		co.SelectDB = opts.DB
 	}
-	if co.TLSConfig == nil {
+	switch {
+	case co.TLSConfig == nil:
 		co.TLSConfig = opts.TLS
+	case opts.TLS != nil:
+		// rediss://: the URL asks for TLS, Options.TLS says how (a private
+		// CA, client certificates). Keep what the URL states: the server
+		// name (the host) unless Options.TLS names one, and skip_verify.
+		tc := opts.TLS.Clone()
+		if tc.ServerName == "" {
+			tc.ServerName = co.TLSConfig.ServerName
+		}
+		tc.InsecureSkipVerify = tc.InsecureSkipVerify || co.TLSConfig.InsecureSkipVerify
+		co.TLSConfig = tc
 	}
 	return co, nil
 }
@@ -343,7 +354,7 @@ func orDefault(d, def time.Duration) time.Duration {
 // false, OnInvalidate callbacks are never called.
 func (s *Store) ClientSideCaching() bool { return s.csc }
 
-// Mode reports the rueidis client mode ("single", "cluster", "sentinel").
+// Mode reports the rueidis client mode ("standalone", "cluster", "sentinel").
 func (s *Store) Mode() string { return string(s.client.Mode()) }
 
 // Stats returns the store's counters.
