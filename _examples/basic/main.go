@@ -101,38 +101,42 @@ func newServer(stack *echostytch.Stack) *echo.Echo {
 	optional := echostytch.New(optionalCfg)
 
 	e.GET("/healthz", func(c echo.Context) error {
-		return c.JSON(http.StatusOK, map[string]string{"status": "ok"})
+		return c.JSON(http.StatusOK, status{Status: "ok"})
 	})
 	e.GET("/protected", func(c echo.Context) error {
 		m := echostytch.MustMember(c)
-		return c.JSON(http.StatusOK, map[string]string{
-			"message":         "Hello " + m.MemberEmail,
-			"member_id":       m.MemberID,
-			"organization_id": m.OrganizationID,
+		return c.JSON(http.StatusOK, greeting{
+			Message:        "Hello " + m.MemberEmail,
+			MemberID:       m.MemberID,
+			OrganizationID: m.OrganizationID,
 		})
 	}, auth)
 	e.GET("/user-info", func(c echo.Context) error {
 		m := echostytch.MustMember(c)
-		return c.JSON(http.StatusOK, map[string]any{
-			"member_id":              m.MemberID,
-			"email":                  m.MemberEmail,
-			"name":                   m.MemberName,
-			"organization_id":        m.OrganizationID,
-			"session_expires_at":     m.ExpiresAt.UTC().Format(time.RFC3339),
-			"authentication_factors": m.AuthenticationFactors,
+		factors := m.AuthenticationFactors
+		if factors == nil {
+			factors = []string{}
+		}
+		return c.JSON(http.StatusOK, userInfo{
+			MemberID:              m.MemberID,
+			Email:                 m.MemberEmail,
+			Name:                  m.MemberName,
+			OrganizationID:        m.OrganizationID,
+			SessionExpiresAt:      m.ExpiresAt.UTC().Format(time.RFC3339),
+			AuthenticationFactors: factors,
 		})
 	}, auth)
 	e.GET("/optional-auth", func(c echo.Context) error {
 		if m, ok := echostytch.Member(c); ok {
-			return c.JSON(http.StatusOK, map[string]string{"message": "Hello " + m.MemberEmail})
+			return c.JSON(http.StatusOK, message{Message: "Hello " + m.MemberEmail})
 		}
-		return c.JSON(http.StatusOK, map[string]string{"message": "Hello anonymous user"})
+		return c.JSON(http.StatusOK, message{Message: "Hello anonymous user"})
 	}, optional)
 	e.GET("/admin", func(c echo.Context) error {
-		return c.JSON(http.StatusOK, map[string]string{"message": "Admin access granted"})
+		return c.JSON(http.StatusOK, message{Message: "Admin access granted"})
 	}, auth, echostytch.RequireClaims("admin"))
 	e.GET("/sensitive", func(c echo.Context) error {
-		return c.JSON(http.StatusOK, map[string]string{"message": "MFA verified access"})
+		return c.JSON(http.StatusOK, message{Message: "MFA verified access"})
 	}, auth, echostytch.RequireFactors("mfa"))
 	e.POST("/logout", stack.Logout(), auth)
 	return e
@@ -151,3 +155,27 @@ func displayAddr(configured string, bound net.Addr) string {
 	}
 	return net.JoinHostPort(host, port)
 }
+
+// Response bodies. Typed responses (rather than maps) encode several times
+// faster and fix the field order.
+type (
+	status struct {
+		Status string `json:"status"`
+	}
+	message struct {
+		Message string `json:"message"`
+	}
+	greeting struct {
+		Message        string `json:"message"`
+		MemberID       string `json:"member_id"`
+		OrganizationID string `json:"organization_id"`
+	}
+	userInfo struct {
+		MemberID              string   `json:"member_id"`
+		Email                 string   `json:"email"`
+		Name                  string   `json:"name"`
+		OrganizationID        string   `json:"organization_id"`
+		SessionExpiresAt      string   `json:"session_expires_at"`
+		AuthenticationFactors []string `json:"authentication_factors"`
+	}
+)
