@@ -7,6 +7,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
@@ -137,6 +138,8 @@ func TestSoak(t *testing.T) {
 			counts.add("transport_error")
 			return 0
 		}
+		// Read to the end, so that the connection is reused.
+		_, _ = io.Copy(io.Discard, resp.Body)
 		resp.Body.Close()
 		return resp.StatusCode
 	}
