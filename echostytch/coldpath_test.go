@@ -42,11 +42,7 @@ func TestColdPathOneStytchCall(t *testing.T) {
 		t.Run(b.name, func(t *testing.T) {
 			emu := stytchtest.New()
 			defer emu.Close()
-			org := emu.CreateOrganization(stytchtest.OrganizationParams{Name: "Acme"})
-			m, err := emu.CreateMember(org.ID, stytchtest.MemberParams{Email: "ada@acme.test"})
-			require.NoError(t, err)
-			sess, err := emu.CreateSession(m.ID, stytchtest.SessionParams{})
-			require.NoError(t, err)
+			sess := sessionFixture(t, emu)
 
 			env := map[string]string{
 				"STYTCH_PROJECT_ID": emu.ProjectID(), "STYTCH_SECRET": emu.Secret(),

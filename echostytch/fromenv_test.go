@@ -57,11 +57,7 @@ func TestFromEnvBackends(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			emu := stytchtest.New()
 			defer emu.Close()
-			org := emu.CreateOrganization(stytchtest.OrganizationParams{Name: "Acme"})
-			m, err := emu.CreateMember(org.ID, stytchtest.MemberParams{Email: "ada@acme.test"})
-			require.NoError(t, err)
-			sess, err := emu.CreateSession(m.ID, stytchtest.SessionParams{})
-			require.NoError(t, err)
+			sess := sessionFixture(t, emu)
 
 			stack, err := echostytch.FromEnv(context.Background(), emulatorEnv(emu, tc.env))
 			require.NoError(t, err)
@@ -82,7 +78,7 @@ func TestFromEnvBackends(t *testing.T) {
 			for range 3 {
 				rec := do("GET", "/p")
 				require.Equal(t, http.StatusOK, rec.Code, rec.Body.String())
-				assert.Equal(t, m.ID, rec.Body.String())
+				assert.Equal(t, sess.MemberID, rec.Body.String())
 			}
 			assert.Equal(t, 1, emu.Calls(stytchtest.Authenticate))
 			assert.Equal(t, http.StatusNoContent, do("POST", "/logout").Code)
@@ -148,11 +144,7 @@ func TestLogoutWithoutToken(t *testing.T) {
 func TestLogoutIgnoresJunkTokens(t *testing.T) {
 	emu := stytchtest.New()
 	defer emu.Close()
-	org := emu.CreateOrganization(stytchtest.OrganizationParams{Name: "Acme"})
-	m, err := emu.CreateMember(org.ID, stytchtest.MemberParams{Email: "a@acme.test"})
-	require.NoError(t, err)
-	sess, err := emu.CreateSession(m.ID, stytchtest.SessionParams{})
-	require.NoError(t, err)
+	sess := sessionFixture(t, emu)
 	stack, err := echostytch.FromEnv(context.Background(), emulatorEnv(emu, nil))
 	require.NoError(t, err)
 	defer stack.Close()
@@ -244,11 +236,7 @@ func TestRealStackErrorAnswers(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			emu := stytchtest.New()
 			defer emu.Close()
-			org := emu.CreateOrganization(stytchtest.OrganizationParams{Name: "Acme"})
-			m, err := emu.CreateMember(org.ID, stytchtest.MemberParams{Email: "ada@acme.test"})
-			require.NoError(t, err)
-			sess, err := emu.CreateSession(m.ID, stytchtest.SessionParams{})
-			require.NoError(t, err)
+			sess := sessionFixture(t, emu)
 			env := map[string]string{"STYTCH_MAX_RETRIES": "0"}
 			if tc.secret {
 				env["STYTCH_SECRET"] = "secret-test-WRONGWRONGWRONGWRONGWRONG"
@@ -341,14 +329,14 @@ func (r *recordingStore) Close() error {
 }
 
 // sessionFixture creates a member and a session in emu.
-func sessionFixture(t *testing.T, emu *stytchtest.Server) (memberID, token string) {
+func sessionFixture(t *testing.T, emu *stytchtest.Server) stytchtest.Session {
 	t.Helper()
 	org := emu.CreateOrganization(stytchtest.OrganizationParams{Name: "Acme"})
 	m, err := emu.CreateMember(org.ID, stytchtest.MemberParams{Email: "ada@acme.test"})
 	require.NoError(t, err)
 	sess, err := emu.CreateSession(m.ID, stytchtest.SessionParams{})
 	require.NoError(t, err)
-	return m.ID, sess.Token
+	return sess
 }
 
 // stackEcho mounts GET /p (answering the member ID) and POST /logout
@@ -384,7 +372,8 @@ func TestWithStore(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			emu := stytchtest.New()
 			defer emu.Close()
-			memberID, token := sessionFixture(t, emu)
+			fix := sessionFixture(t, emu)
+			memberID, token := fix.MemberID, fix.Token
 			mem, err := memory.New(memory.Options{})
 			require.NoError(t, err)
 			store := &recordingStore{Store: mem}
@@ -535,7 +524,8 @@ func TestWithStoreTiered(t *testing.T) {
 	srv := redistest.Start(t)
 	emu := stytchtest.New()
 	defer emu.Close()
-	memberID, token := sessionFixture(t, emu)
+	fix := sessionFixture(t, emu)
+	memberID, token := fix.MemberID, fix.Token
 	ctx := context.Background()
 
 	newTiered := func(t *testing.T) cache.Store {
