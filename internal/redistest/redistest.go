@@ -178,8 +178,19 @@ func (s *Server) start() error {
 		"--logfile", "redis.log",
 	}
 	args = append(args, s.args...)
+	return s.launch("redis-server", args, nil)
+}
+
+// launch starts s.bin with args in s.dir (its output to out, if not nil)
+// and waits until the process answers PING on s.port. what names the
+// process in errors; an early exit reports the log, and what out received
+// when it is an *os.File.
+func (s *Server) launch(what string, args []string, out *os.File) error {
 	cmd := exec.Command(s.bin, args...)
 	cmd.Dir = s.dir
+	if out != nil {
+		cmd.Stdout, cmd.Stderr = out, out
+	}
 	if err := cmd.Start(); err != nil {
 		return err
 	}
@@ -193,7 +204,11 @@ func (s *Server) start() error {
 	for time.Now().Before(deadline) {
 		select {
 		case <-done:
-			return fmt.Errorf("redis-server exited early; log:\n%s", s.log())
+			var output []byte
+			if out != nil {
+				output, _ = os.ReadFile(out.Name())
+			}
+			return fmt.Errorf("%s exited early; output:\n%s\nlog:\n%s", what, output, s.log())
 		default:
 		}
 		r, err := s.Do("PING")
@@ -204,7 +219,7 @@ func (s *Server) start() error {
 		time.Sleep(20 * time.Millisecond)
 	}
 	s.kill()
-	return fmt.Errorf("redis-server did not answer PING; log:\n%s", s.log())
+	return fmt.Errorf("%s did not answer PING; log:\n%s", what, s.log())
 }
 
 func (s *Server) log() string {

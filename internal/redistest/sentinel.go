@@ -3,7 +3,6 @@ package redistest
 import (
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -59,7 +58,8 @@ func StartSentinel(t testing.TB, masterSet string, master *Server) *Sentinel {
 
 // start writes the configuration file and starts the Sentinel process,
 // waiting until it answers PING. Sentinel mode needs the configuration
-// file as the first argument, so Server.start cannot be used.
+// file as the first argument, so it gives Server.launch its own
+// arguments instead of using Server.start.
 func (x *Sentinel) start(masterPort int) error {
 	s := x.s
 	conf := filepath.Join(s.dir, "sentinel.conf")
@@ -81,33 +81,7 @@ func (x *Sentinel) start(masterPort int) error {
 		return err
 	}
 	defer stderr.Close() // the child has its own descriptor
-	cmd := exec.Command(s.bin, conf, "--sentinel")
-	cmd.Dir = s.dir
-	cmd.Stdout, cmd.Stderr = stderr, stderr
-	if err := cmd.Start(); err != nil {
-		return err
-	}
-	done := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(done) }()
-	s.mu.Lock()
-	s.cmd, s.done = cmd, done
-	s.mu.Unlock()
-
-	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
-		select {
-		case <-done:
-			out, _ := os.ReadFile(filepath.Join(s.dir, "stderr.log"))
-			return fmt.Errorf("sentinel exited early; output:\n%s\nlog:\n%s", out, s.log())
-		default:
-		}
-		if r, err := s.Do("PING"); err == nil && r == "PONG" {
-			return nil
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	s.kill()
-	return fmt.Errorf("sentinel did not answer PING; log:\n%s", s.log())
+	return s.launch("sentinel", []string{conf, "--sentinel"}, stderr)
 }
 
 // Addr returns the Sentinel's "127.0.0.1:port" address.
