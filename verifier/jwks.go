@@ -49,7 +49,8 @@ type jwks struct {
 	fetches atomic.Int64
 }
 
-// fetchCall is one fetch of the set; err is set before done is closed.
+// fetchCall is one fetch in flight (of the JWKS, or of the RBAC policy),
+// shared by the callers that wait for it; err is set before done is closed.
 type fetchCall struct {
 	done chan struct{}
 	err  error

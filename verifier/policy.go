@@ -97,9 +97,9 @@ type PolicyCache struct {
 	cur atomic.Pointer[policySnapshot]
 
 	mu        sync.Mutex
-	inflight  *policyFetch // the fetch in flight, nil when none
-	lastErr   error        // error of the last failed fetch, nil after a success
-	lastFetch time.Time    // when the last fetch finished, either way
+	inflight  *fetchCall // the fetch in flight, nil when none
+	lastErr   error      // error of the last failed fetch, nil after a success
+	lastFetch time.Time  // when the last fetch finished, either way
 
 	ctx       context.Context // cancelled by Close; fetches run on it
 	stop      context.CancelFunc
@@ -107,13 +107,6 @@ type PolicyCache struct {
 	kickOnce  sync.Once
 	done      chan struct{}
 	closeOnce sync.Once
-}
-
-// policyFetch is one fetch in flight; done is closed when it has finished
-// and err is set.
-type policyFetch struct {
-	done chan struct{}
-	err  error
 }
 
 // actionSet is the actions a role grants on one resource.
@@ -283,7 +276,7 @@ func notLoaded(cause error) error {
 // fetching or waiting when no policy is loaded and a fetch has failed: the
 // background goroutine retries, and checks do not queue up behind a dead
 // endpoint.
-func (p *PolicyCache) startFetch(force bool) (*policyFetch, error) {
+func (p *PolicyCache) startFetch(force bool) (*fetchCall, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if !force && p.cur.Load() == nil && p.lastErr != nil {
@@ -301,14 +294,14 @@ func (p *PolicyCache) startFetch(force bool) (*policyFetch, error) {
 	if !force && p.cur.Load() != nil {
 		return nil, nil
 	}
-	f := &policyFetch{done: make(chan struct{})}
+	f := &fetchCall{done: make(chan struct{})}
 	p.inflight = f
 	go p.fetch(f)
 	return f, nil
 }
 
 // fetch performs f on the cache's context and publishes its outcome.
-func (p *PolicyCache) fetch(f *policyFetch) {
+func (p *PolicyCache) fetch(f *fetchCall) {
 	var pol *Policy
 	err := errNilClient
 	if p.client != nil {
