@@ -382,8 +382,7 @@ func (v *Verifier) fill(ctx context.Context, key string, h *[32]byte, s *verifie
 	if c := time.UnixMilli(capMillis); capMillis > 0 && c.Before(exp) {
 		exp = c
 	}
-	ttl := exp.Sub(now)
-	if ttl < time.Millisecond {
+	if exp.Sub(now) < time.Millisecond {
 		return
 	}
 	stored := *s
@@ -393,14 +392,14 @@ func (v *Verifier) fill(ctx context.Context, key string, h *[32]byte, s *verifie
 		v.log.Warn("cache: encode failed", "error", err)
 		return
 	}
-	ctx, span := v.tracer.Start(ctx, telemetry.SpanFill)
 	// Stores take a lifetime, which they count from their own clock read:
-	// measure it again after the encoding, with a millisecond to spare, so
-	// that a store's absolute expiry (Redis PXAT) never falls after exp.
-	if ttl = exp.Sub(v.now()) - time.Millisecond; ttl < time.Millisecond {
-		span.End()
+	// measure it after the encoding, with a millisecond to spare, so that a
+	// store's absolute expiry (Redis PXAT) never falls after exp.
+	ttl := exp.Sub(v.now()) - time.Millisecond
+	if ttl < time.Millisecond {
 		return
 	}
+	ctx, span := v.tracer.Start(ctx, telemetry.SpanFill)
 	added := true
 	if a, ok := v.store.(Adder); ok {
 		// Fill only if absent: a tombstone written meanwhile wins.
