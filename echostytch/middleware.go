@@ -1,6 +1,7 @@
 package echostytch
 
 import (
+	"context"
 	"errors"
 	"log/slog"
 	"net/http"
@@ -191,19 +192,25 @@ func (st *state) logSuccess(l *slog.Logger, c echo.Context, s *verifier.Session,
 	l.LogAttrs(c.Request().Context(), slog.LevelDebug, "echostytch: session verified", attrs...)
 }
 
-func (st *state) logFailure(c echo.Context, e *Error, src source, token string) {
-	level := slog.LevelDebug
+// failureLevel is the log level of a refusal: WARN for an outage (unless
+// the client went away), ERROR for any other 5xx, DEBUG otherwise.
+func failureLevel(ctx context.Context, e *Error) slog.Level {
 	switch {
 	case errors.Is(e, ErrServiceUnavailable):
-		level = slog.LevelWarn
-		if c.Request().Context().Err() != nil {
-			level = slog.LevelDebug // the client went away: not an outage
+		if ctx.Err() != nil {
+			return slog.LevelDebug // the client went away: not an outage
 		}
+		return slog.LevelWarn
 	case e.Status >= 500:
-		level = slog.LevelError
+		return slog.LevelError
 	}
+	return slog.LevelDebug
+}
+
+func (st *state) logFailure(c echo.Context, e *Error, src source, token string) {
 	l := st.logger()
 	ctx := c.Request().Context()
+	level := failureLevel(ctx, e)
 	if !l.Enabled(ctx, level) {
 		return
 	}

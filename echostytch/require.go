@@ -6,8 +6,6 @@ import (
 	"slices"
 
 	"github.com/labstack/echo/v4"
-
-	"github.com/ayzauth/ayzauth/internal/telemetry"
 )
 
 // Requirements are what a route demands of the verified session, beyond
@@ -102,13 +100,7 @@ func requirementFailed(c echo.Context, sc slot, e *Error) error {
 	ctx := c.Request().Context()
 	// A requirement that cannot be checked (the RBAC policy unavailable) is
 	// an outage, logged like the middleware's own.
-	level := slog.LevelDebug
-	switch {
-	case e.Status == http.StatusServiceUnavailable && ctx.Err() == nil:
-		level = slog.LevelWarn
-	case e.Status >= http.StatusInternalServerError && e.Status != http.StatusServiceUnavailable:
-		level = slog.LevelError
-	}
+	level := failureLevel(ctx, e)
 	if l.Enabled(ctx, level) {
 		attrs := []slog.Attr{slog.Int("status", e.Status), slog.String("reason", e.Message), slog.String("route", c.Path())}
 		if e.Status >= http.StatusInternalServerError && e.Err != nil {
@@ -121,14 +113,10 @@ func requirementFailed(c echo.Context, sc slot, e *Error) error {
 	}
 	if st != nil {
 		// The middleware counted the request ok; count what the
-		// requirement answered instead of letting it through.
-		switch {
-		case e.Status == http.StatusForbidden:
-			st.tel.Count(ctx, telemetry.OutcomeForbidden)
-		case e.Status == http.StatusServiceUnavailable:
-			st.tel.Count(ctx, telemetry.OutcomeUnavailable)
-		case e.Status >= http.StatusInternalServerError:
-			st.tel.Count(ctx, telemetry.OutcomeError)
+		// requirement answered instead of letting it through (a 401, for
+		// a request without a session, was counted by the middleware).
+		if e.Status != http.StatusUnauthorized {
+			st.tel.Count(ctx, outcomeOf(e, false))
 		}
 		return st.errorHandler(c, e)
 	}
