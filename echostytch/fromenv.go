@@ -205,10 +205,9 @@ func NewStack(ctx context.Context, s *Settings, log *slog.Logger, opts ...StackO
 		st.Store = store
 		st.closers = append(st.closers, closeStore)
 	}
-	store := st.Store
 
 	cv, err := cache.NewVerifier(sv, cache.VerifierConfig{
-		Store: store, Secret: []byte(s.Secret), Namespace: s.ProjectID,
+		Store: st.Store, Secret: []byte(s.Secret), Namespace: s.ProjectID,
 		TTL: s.CacheTTL, Logger: log,
 		// One shared verification may take every attempt the settings
 		// allow: (retries+1) timeouts plus the backoff between them.
@@ -226,7 +225,7 @@ func NewStack(ctx context.Context, s *Settings, log *slog.Logger, opts ...StackO
 	if _, err := st.Config.ToMiddleware(); err != nil {
 		return nil, err
 	}
-	log.Info("ayz-auth ready", "settings", s, "cache_store", storeFrom, "cache_store_type", fmt.Sprintf("%T", store))
+	log.Info("ayz-auth ready", "settings", s, "cache_store", storeFrom, "cache_store_type", fmt.Sprintf("%T", st.Store))
 	ok = true
 	return st, nil
 }
